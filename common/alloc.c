@@ -60,6 +60,20 @@ void cairn_free(void *ptr)
         hooks.free_fn(ptr);
 }
 
+void *cairn_aligned_calloc(size_t alignment, size_t size)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, alignment, size ? size : 1) != 0)
+        out_of_memory(size);
+    memset(p, 0, size);
+    return p;
+}
+
+void cairn_aligned_free(void *ptr)
+{
+    free(ptr);
+}
+
 char *cairn_strndup(const char *s, size_t n)
 {
     size_t len = strnlen(s, n);

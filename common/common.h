@@ -83,6 +83,10 @@ void *cairn_realloc(void *ptr, size_t size);
 void cairn_free(void *ptr);
 char *cairn_strdup(const char *s);
 char *cairn_strndup(const char *s, size_t n);
+/* Zeroed memory aligned to alignment (a power of two, multiple of sizeof(void *)), for objects
+ * padded to cache lines. Not routed through the hooks; free with cairn_aligned_free. */
+void *cairn_aligned_calloc(size_t alignment, size_t size);
+void cairn_aligned_free(void *ptr);
 /* Like asprintf, aborting on OOM; returns a string the caller frees with cairn_free. */
 char *cairn_sprintf(const char *fmt, ...) CAIRN_PRINTF(1, 2);
 

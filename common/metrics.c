@@ -111,7 +111,7 @@ static void family_free(struct metric_family *fam)
             cairn_free(c->label_values[i]);
         cairn_free(c->label_values);
         cairn_free(c->buckets);
-        cairn_free(c);
+        cairn_aligned_free(c);
     }
     for (size_t i = 0; i < fam->label_count; i++)
         cairn_free(fam->label_names[i]);
@@ -229,7 +229,7 @@ static metric_child_t *child_with(metric_family_t *fam, metric_type_t type,
             break;
     }
     if (!c) {
-        c = cairn_calloc(1, sizeof(*c));
+        c = cairn_aligned_calloc(CAIRN_CACHE_LINE, sizeof(*c));
         c->family = fam;
         c->label_values = cairn_calloc(fam->label_count ? fam->label_count : 1, sizeof(char *));
         for (size_t i = 0; i < fam->label_count; i++)

@@ -9,8 +9,11 @@
  * A request goes through access_handler several times: first with no body (we match the route,
  * check Content-Length against the body limit and count the request in flight), then once per
  * body chunk (appended to the request's buffer, up to the limit), then a last time with no data,
- * when the handler runs and the response is queued. A body over the limit is answered with 413
- * as soon as it is detected and the connection is closed after the response.
+ * when the handler runs and the response is queued. A body over the limit is answered with 413:
+ * at once when Content-Length announces it; otherwise (chunked uploads) the rest is read and
+ * discarded, since MHD cannot queue a response mid-upload, and answered at the end; a client
+ * that keeps sending past HTTP_DISCARD_MAX bytes is disconnected. 413 responses close the
+ * connection.
  *
  * Locks: none on the request path besides the metric registry's child lookups. The route table
  * is immutable once started. in_flight is an atomic used by http_server_stop to drain.
@@ -29,6 +32,7 @@
 
 #define HTTP_MAX_ROUTES     64
 #define HTTP_GZIP_MIN_BYTES 1024
+#define HTTP_DISCARD_MAX    (64u << 20)
 
 typedef struct http_route {
     unsigned methods;
@@ -62,7 +66,9 @@ typedef struct request_state {
     const http_route_t *route;
     buf_t body;
     double start;
-    bool rejected; /* a response (413) was already queued */
+    bool too_large; /* the body exceeded the limit; the rest is discarded, then 413 */
+    bool rejected;  /* a response (413) was already queued */
+    size_t discarded;
 } request_state_t;
 
 static void fallback_not_found(void *ctx, const http_request_t *req, http_response_t *resp)
@@ -343,15 +349,24 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (st->rejected)
-            return MHD_YES; /* discard the rest */
-        if (st->body.len + n > srv->opts.max_request_body)
-            return reject_too_large(srv, conn, st);
+        if (!st->too_large && st->body.len + n > srv->opts.max_request_body) {
+            st->too_large = true;
+            buf_free(&st->body);
+        }
+        if (st->rejected || st->too_large) {
+            st->discarded += n;
+            if (st->discarded <= HTTP_DISCARD_MAX)
+                return MHD_YES;
+            metric_counter_add(srv->body_too_large, 1);
+            return MHD_NO; /* close the connection */
+        }
         buf_append(&st->body, upload_data, n);
         return MHD_YES;
     }
     if (st->rejected)
         return MHD_YES;
+    if (st->too_large)
+        return reject_too_large(srv, conn, st);
 
     const http_route_t *route = st->route;
     http_response_t resp = {.status = 200};

@@ -18,7 +18,7 @@ packages=(
   libmicrohttpd-dev libsnappy-dev libjemalloc-dev check libsubunit-dev
   libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
   libyaml-dev libpcre2-dev zlib1g-dev libxxhash-dev
-  curl python3 clang-format
+  curl python3 clang-format git
 )
 
 missing=()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# tools/test.sh: the README's test command. Sets up the machine (tools/setup.sh), builds, runs
+# every unit and integration test (make check), and closes with "N passed, N failed, N skipped".
+#
+#   tools/test.sh                 the normal build, in the source tree
+#   CAIRN_CONFIGURE_FLAGS=... tools/test.sh   the same with other configure flags
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./tools/setup.sh
+
+status=0
+make -j"$(nproc)" check || status=$?
+
+# Automake's summary is in test-suite.log; print it the way CI and people read it.
+tools/test-summary.sh test-suite.log
+if [ "$status" -ne 0 ]; then
+  echo "== failing tests (from test-suite.log)"
+  sed -n '/^FAIL\|^ERROR/,$p' test-suite.log | head -n 400
+fi
+exit "$status"
