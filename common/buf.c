@@ -18,8 +18,11 @@ void buf_reserve(buf_t *b, size_t extra)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
+    bool first = b->data == NULL;
     b->data = cairn_realloc(b->data, cap);
     b->cap = cap;
+    if (first)
+        b->data[0] = '\0';
 }
 
 void buf_append(buf_t *b, const void *data, size_t len)

@@ -161,25 +161,29 @@ int bytesize_parse(const char *s, uint64_t *out, cairn_error_t *err)
         *out = 0;
         return 0;
     }
-    long double total = 0;
+    uint64_t total = 0;
     const char *p = s;
     while (*p) {
+        /* <integer>[.<fraction>]<unit>; the integer part is exact, the fraction truncated. */
         const char *num = p;
-        while (is_digit(*p))
-            p++;
+        uint64_t whole = 0;
+        bool overflow = false;
+        for (; is_digit(*p); p++) {
+            unsigned d = (unsigned)(*p - '0');
+            if (whole > (UINT64_MAX - d) / 10)
+                overflow = true;
+            whole = whole * 10 + d;
+        }
+        const char *frac = NULL;
+        size_t frac_len = 0;
         if (*p == '.') {
-            p++;
+            frac = ++p;
             while (is_digit(*p))
                 p++;
+            frac_len = (size_t)(p - frac);
         }
-        if (p == num || (p == num + 1 && *num == '.'))
+        if (p == num || (frac && p == num + 1))
             return cairn_error_set(err, -EINVAL, "invalid size \"%s\": expected a number", s);
-        char number[64];
-        size_t numlen = (size_t)(p - num);
-        if (numlen >= sizeof(number))
-            return cairn_error_set(err, -ERANGE, "size out of range: \"%s\"", s);
-        memcpy(number, num, numlen);
-        number[numlen] = '\0';
 
         const char *unit = p;
         while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
@@ -192,11 +196,26 @@ int bytesize_parse(const char *s, uint64_t *out, cairn_error_t *err)
                                    "invalid size \"%s\": unknown unit \"%.*s\" (use B, KB, MB, "
                                    "GB, TB, PB, EB or KiB, MiB, GiB, TiB, PiB, EiB)",
                                    s, (int)(p - unit), unit);
-        total += strtold(number, NULL) * (long double)mult;
-        if (total > (long double)UINT64_MAX)
+        uint64_t term = 0;
+        if (overflow || (whole && mult > UINT64_MAX / whole))
             return cairn_error_set(err, -ERANGE, "size out of range: \"%s\"", s);
+        term = whole * mult;
+        if (frac_len) {
+            long double f = 0, scale = 1;
+            for (size_t i = 0; i < frac_len && i < 30; i++) {
+                scale /= 10;
+                f += (long double)(frac[i] - '0') * scale;
+            }
+            uint64_t extra = (uint64_t)(f * (long double)mult);
+            if (term > UINT64_MAX - extra)
+                return cairn_error_set(err, -ERANGE, "size out of range: \"%s\"", s);
+            term += extra;
+        }
+        if (total > UINT64_MAX - term)
+            return cairn_error_set(err, -ERANGE, "size out of range: \"%s\"", s);
+        total += term;
     }
-    *out = (uint64_t)(total + 0.5L);
+    *out = total;
     return 0;
 }
 

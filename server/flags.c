@@ -191,6 +191,25 @@ int server_flags_parse(server_flags_t *flags, int argc, char **argv, cairn_error
     options[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
     options[n] = (struct option){NULL, 0, NULL, 0};
 
+    /* getopt_long accepts unambiguous abbreviations (--log for --log.level); Prometheus does
+     * not, and a typo must not select a flag silently. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strncmp(argv[i], "--", 2) != 0)
+            continue;
+        const char *name = argv[i] + 2;
+        size_t len = strcspn(name, "=");
+        bool known = false;
+        for (size_t o = 0; o < n && !known; o++)
+            known = strlen(options[o].name) == len && strncmp(options[o].name, name, len) == 0;
+        if (!known)
+            return cairn_error_set(err, -EINVAL, "unknown long flag '--%.*s'", (int)len, name);
+        /* A flag that takes a separate value swallows the next argument. */
+        for (size_t o = 0; o < n; o++)
+            if (options[o].has_arg == required_argument && !name[len] &&
+                strlen(options[o].name) == len && strncmp(options[o].name, name, len) == 0)
+                i++;
+    }
+
     optind = 0; /* GNU: full reset, so parse can run more than once per process */
     opterr = 0;
     int result = SERVER_FLAGS_RUN;
@@ -212,17 +231,19 @@ int server_flags_parse(server_flags_t *flags, int argc, char **argv, cairn_error
                 continue;
             }
             cairn_error_t reason = {{0}};
-            int rc = flag_set(flags, def, optarg, &reason);
-            if (rc < 0)
-                return cairn_error_set(err, rc, "invalid value \"%s\" for flag --%s: %s", optarg,
-                                       def->name, reason.message);
+            if (flag_set(flags, def, optarg, &reason) < 0)
+                return cairn_error_set(err, -EINVAL, "invalid value \"%s\" for flag --%s: %s",
+                                       optarg, def->name, reason.message);
         } else if (c == ':') {
             return cairn_error_set(err, -EINVAL, "expected argument for flag %s", argv[optind - 1]);
         } else {
             const char *arg = argv[optind - 1];
             if (optopt && optopt < 256)
                 return cairn_error_set(err, -EINVAL, "unknown short flag '-%c'", optopt);
-            /* An unknown long flag, or a value given to a boolean (--web.enable-lifecycle=x). */
+            /* Names were checked above, so this is a value given to a boolean flag. */
+            if (strchr(arg, '='))
+                return cairn_error_set(err, -EINVAL, "flag %.*s does not take a value",
+                                       (int)strcspn(arg, "="), arg);
             return cairn_error_set(err, -EINVAL, "unknown long flag '%s'", arg);
         }
     }
@@ -278,9 +299,11 @@ void server_flags_print_help(FILE *out, const char *prog)
         const flag_def_t *def = &flag_defs[i];
         char left[96];
         if (def->kind == FLAG_BOOL)
-            snprintf(left, sizeof(left), "--[no-]%s", def->name);
+            snprintf(left, sizeof(left), "--%s", def->name);
         else
             snprintf(left, sizeof(left), "--%s=%s", def->name, def->placeholder);
-        fprintf(out, "      %s\n          %s\n", left, def->help);
+        fprintf(out, "      %s\n          %s%s%s\n", left, def->help,
+                def->kind == FLAG_BOOL ? " Turn off with --no-" : "",
+                def->kind == FLAG_BOOL ? def->name : "");
     }
 }
