@@ -195,8 +195,8 @@ double time_monotonic_seconds(void);
  * y (365d), w, d, h, m, s, ms, e.g. "1h30m", "15d", "500ms". On success stores milliseconds
  * and returns 0; otherwise returns -EINVAL (or -ERANGE on overflow) with a message in err. */
 int duration_parse(const char *s, int64_t *out_ms, cairn_error_t *err);
-/* Formats milliseconds as Prometheus does ("0s", "1h30m", "2w1d"; years and weeks are used only
- * when they divide the value exactly). Returns out. size >= 32 always suffices. */
+/* Formats milliseconds as Prometheus does ("0s", "1h30m", "15d", "2w"; years and weeks are used
+ * only when they divide the value exactly). Returns out. size >= 32 always suffices. */
 char *duration_format(int64_t ms, char *out, size_t size);
 
 /* Parses a byte size as Prometheus flags and config do: "0", or one or more

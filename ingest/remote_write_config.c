@@ -18,7 +18,7 @@ void remote_write_config_init(remote_write_config_t *rw)
     rw->queue.batch_send_deadline_ms = 5 * 1000;
     rw->queue.min_backoff_ms = 30;
     rw->queue.max_backoff_ms = 5 * 1000;
-    rw->queue.retry_on_http_429 = true;
+    rw->queue.retry_on_http_429 = false;
 }
 
 void remote_write_config_free(remote_write_config_t *rw)

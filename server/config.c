@@ -77,6 +77,15 @@ static yaml_node_t *node_get(config_parser_t *cp, int index)
     return yaml_document_get_node(&cp->doc, index);
 }
 
+/* The i-th element of a sequence node (for error positions). */
+static const yaml_node_t *list_item(config_parser_t *cp, const yaml_node_t *seq, size_t i)
+{
+    if (seq->type != YAML_SEQUENCE_NODE ||
+        seq->data.sequence.items.start + i >= seq->data.sequence.items.top)
+        return seq;
+    return node_get(cp, seq->data.sequence.items.start[i]);
+}
+
 static bool is_null(const yaml_node_t *n)
 {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
@@ -345,11 +354,13 @@ static int decode_global(config_parser_t *cp, const yaml_node_t *n)
         const char *k = scalar(key);
         if (strcmp(k, "scrape_interval") == 0) {
             rc = decode_duration(cp, v, "global.scrape_interval", &g->scrape_interval_ms);
-            if (rc == 0 && g->scrape_interval_ms == 0)
-                rc = fail_at(cp, v, "global.scrape_interval: must be greater than 0");
+            if (rc == 0 && g->scrape_interval_ms == 0) /* 0 means unset, as in Prometheus */
+                g->scrape_interval_ms = SCRAPE_DEFAULT_INTERVAL_MS;
         } else if (strcmp(k, "scrape_timeout") == 0) {
             rc = decode_duration(cp, v, "global.scrape_timeout", &g->scrape_timeout_ms);
-            timeout_set = true;
+            timeout_set = g->scrape_timeout_ms != 0; /* 0 means unset */
+            if (!timeout_set)
+                g->scrape_timeout_ms = SCRAPE_DEFAULT_TIMEOUT_MS;
         } else if (strcmp(k, "evaluation_interval") == 0) {
             rc = decode_duration(cp, v, "global.evaluation_interval",
                                  &cp->cfg->evaluation_interval_ms);
@@ -436,7 +447,8 @@ static int decode_static_config(config_parser_t *cp, const yaml_node_t *n, size_
             for (size_t i = 0; rc == 0 && i < st->target_count; i++) {
                 const char *t = st->targets[i];
                 if (!*t || strchr(t, '/') || strchr(t, ' '))
-                    rc = fail_at(cp, v, "%s.targets: \"%s\" is not a valid host:port", what, t);
+                    rc = fail_at(cp, list_item(cp, v, i),
+                                 "%s.targets: \"%s\" is not a valid host:port", what, t);
             }
         } else if (strcmp(k, "labels") == 0) {
             rc = decode_labels(cp, v, "labels", &st->labels);
@@ -445,6 +457,24 @@ static int decode_static_config(config_parser_t *cp, const yaml_node_t *n, size_
         }
     }
     return rc;
+}
+
+/* Prometheus accepts ^[^*]*(\*[^/]*)?\.(json|yml|yaml|JSON|YML|YAML)$ */
+static bool file_sd_pattern_is_valid(const char *path)
+{
+    static const char *const extensions[] = {".json", ".yml", ".yaml", ".JSON", ".YML", ".YAML"};
+    const char *star = strchr(path, '*');
+    if (star && (strchr(star + 1, '*') || strchr(star + 1, '/')))
+        return false;
+    size_t len = strlen(path);
+    for (size_t i = 0; i < CAIRN_ARRAY_LEN(extensions); i++) {
+        size_t elen = strlen(extensions[i]);
+        /* The extension must follow the star, not be part of the fixed prefix before it. */
+        if (len >= elen && strcmp(path + len - elen, extensions[i]) == 0 &&
+            (!star || path + len - elen > star))
+            return true;
+    }
+    return false;
 }
 
 static int decode_file_sd_config(config_parser_t *cp, const yaml_node_t *n, size_t index, void *arg)
@@ -463,9 +493,16 @@ static int decode_file_sd_config(config_parser_t *cp, const yaml_node_t *n, size
     int rc = map_begin(cp, n, what, &it);
     while (rc == 0 && (rc = map_next(cp, &it, what, &key, &v)) > 0) {
         const char *k = scalar(key);
-        if (strcmp(k, "files") == 0)
+        if (strcmp(k, "files") == 0) {
             rc = decode_string_list(cp, v, "files", &fs->files, &fs->file_count);
-        else if (strcmp(k, "refresh_interval") == 0)
+            for (size_t i = 0; rc == 0 && i < fs->file_count; i++)
+                if (!file_sd_pattern_is_valid(fs->files[i]))
+                    rc = fail_at(cp, list_item(cp, v, i),
+                                 "%s.files: path name \"%s\" is not valid for file discovery "
+                                 "(a * is allowed only in the last path element; the name must "
+                                 "end in .json, .yml or .yaml)",
+                                 what, fs->files[i]);
+        } else if (strcmp(k, "refresh_interval") == 0)
             rc = decode_duration(cp, v, "refresh_interval", &fs->refresh_interval_ms);
         else
             rc = unknown_key(cp, key, "file_sd_config", NULL);
@@ -523,7 +560,7 @@ static int decode_scrape_config(config_parser_t *cp, const yaml_node_t *n, size_
             return fail_at(cp, job_node, "found multiple scrape configs with job name \"%s\"",
                            sc->job_name);
 
-    bool interval_set = false, timeout_set = false;
+    bool timeout_set = false;
     const yaml_node_t *timeout_node = n;
     map_iter_t it;
     yaml_node_t *key, *v;
@@ -534,13 +571,16 @@ static int decode_scrape_config(config_parser_t *cp, const yaml_node_t *n, size_
         if (strcmp(k, "job_name") == 0) {
             /* done above */
         } else if (strcmp(k, "scrape_interval") == 0) {
+            /* 0 means unset: inherit from global, as Prometheus does. */
             rc = decode_duration(cp, v, "scrape_interval", &sc->scrape_interval_ms);
             if (rc == 0 && sc->scrape_interval_ms == 0)
-                rc = fail_at(cp, v, "scrape_interval: must be greater than 0");
-            interval_set = true;
+                sc->scrape_interval_ms = cfg->global.scrape_interval_ms;
         } else if (strcmp(k, "scrape_timeout") == 0) {
             rc = decode_duration(cp, v, "scrape_timeout", &sc->scrape_timeout_ms);
-            timeout_set = true;
+            if (rc == 0 && sc->scrape_timeout_ms == 0)
+                sc->scrape_timeout_ms = cfg->global.scrape_timeout_ms;
+            else
+                timeout_set = true;
             timeout_node = v;
         } else if (strcmp(k, "metrics_path") == 0) {
             rc = decode_string(cp, v, "metrics_path", &sc->metrics_path);
@@ -575,7 +615,6 @@ static int decode_scrape_config(config_parser_t *cp, const yaml_node_t *n, size_
     }
     if (rc < 0)
         return rc;
-    (void)interval_set;
     /* As Prometheus: an inherited timeout is capped by the job's own interval. */
     if (!timeout_set && sc->scrape_timeout_ms > sc->scrape_interval_ms)
         sc->scrape_timeout_ms = sc->scrape_interval_ms;
@@ -652,6 +691,23 @@ static int decode_queue_config(config_parser_t *cp, const yaml_node_t *n,
     return rc;
 }
 
+/* Headers the remote-write protocol or the HTTP client owns. */
+static const char *const reserved_headers[] = {
+    "Authorization",
+    "Host",
+    "Content-Encoding",
+    "Content-Length",
+    "Content-Type",
+    "User-Agent",
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Www-Authenticate",
+    "Transfer-Encoding",
+    "X-Prometheus-Remote-Write-Version",
+};
+
 static int decode_headers(config_parser_t *cp, const yaml_node_t *n, label_list_t *out)
 {
     map_iter_t it;
@@ -660,6 +716,10 @@ static int decode_headers(config_parser_t *cp, const yaml_node_t *n, label_list_
     while (rc == 0 && (rc = map_next(cp, &it, "headers", &key, &v)) > 0) {
         if (v->type != YAML_SCALAR_NODE)
             return fail_at(cp, v, "headers: value of \"%s\" must be a string", scalar(key));
+        for (size_t i = 0; i < CAIRN_ARRAY_LEN(reserved_headers); i++)
+            if (strcasecmp(scalar(key), reserved_headers[i]) == 0)
+                return fail_at(cp, key, "headers: %s is a reserved header and cannot be set",
+                               scalar(key));
         label_list_add(out, scalar(key), scalar(v));
         rc = 0;
     }

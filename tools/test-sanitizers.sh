@@ -22,10 +22,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_strin
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
 make -j"$(nproc)" check || status=$?
-"$src/tools/test-summary.sh" test-suite.log
+"$src/tools/test-summary.sh" .
 if [ "$status" -ne 0 ]; then
   echo "== failing tests (sanitizer build)"
   sed -n '/^FAIL\|^ERROR/,$p' test-suite.log | head -n 400
 fi
-cp test-suite.log "$src/test-suite-sanitizers.log" 2>/dev/null || true
+echo "$dir" > "$src/.sanitizer-build-dir"
 exit "$status"

@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 status=0
 make -j"$(nproc)" check || status=$?
 
-# Automake's summary is in test-suite.log; print it the way CI and people read it.
-tools/test-summary.sh test-suite.log
+# Count the individual test cases of every test program (tools/test-summary.sh).
+tools/test-summary.sh .
 if [ "$status" -ne 0 ]; then
   echo "== failing tests (from test-suite.log)"
   sed -n '/^FAIL\|^ERROR/,$p' test-suite.log | head -n 400
