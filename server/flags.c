@@ -57,6 +57,11 @@ static const flag_def_t flag_defs[] = {
     {"storage.tsdb.retention.size", FLAG_SIZE, FIELD(tsdb.retention_size), "SIZE",
      "Maximum bytes of storage (blocks, WAL and head chunks), e.g. 512MB, 10GiB (default 0 = "
      "no limit)."},
+    {"storage.tsdb.wal-fsync", FLAG_BOOL, FIELD(tsdb.wal_fsync), NULL,
+     "fdatasync the WAL before acknowledging each write, so acknowledged samples survive a "
+     "power loss (default: acknowledge once the OS has the bytes, which survives kill -9)."},
+    {"storage.tsdb.wal-compression", FLAG_BOOL, FIELD(tsdb.wal_compression), NULL,
+     "Compress WAL records with snappy (default on)."},
     {"query.lookback-delta", FLAG_DURATION, FIELD(query.lookback_delta_ms), "DURATION",
      "How far back to look for a sample of an instant vector selector (default 5m)."},
     {"query.timeout", FLAG_DURATION, FIELD(query.timeout_ms), "DURATION",

@@ -101,6 +101,7 @@ void http_response_json_error(http_response_t *resp, unsigned status, const char
 typedef struct server {
     server_flags_t *flags; /* borrowed from main */
     http_server_t *http;
+    tsdb_t *db;        /* the storage, once opened */
     char *self_target; /* host:port the embedded default config scrapes */
 
     pthread_mutex_t reload_lock; /* serialises reloads (SIGHUP and /-/reload) */

@@ -2,8 +2,9 @@
  * server/main.c: the `cairn` daemon.
  *
  * Start-up: parse flags (exit 2 on a bad one), block the signals we handle in every thread,
- * lock the data directory, bind the listen socket, load the configuration (exit 1 on a bad
- * one), start the HTTP server, mark ready. Then the main thread waits in sigwait():
+ * bind the listen socket, load the configuration (exit 1 on a bad one), start the HTTP server,
+ * open the storage (locks the data directory, replays the WAL; /-/ready answers 503 until it
+ * is done), mark ready. Then the main thread waits in sigwait():
  *   SIGHUP           reload the configuration (the old one stays if the new one is invalid)
  *   SIGTERM, SIGINT  shut down: stop accepting, let in-flight requests finish (bounded), close
  * /-/quit sends SIGTERM to the process, so every shutdown takes the same path.
@@ -113,13 +114,8 @@ static int run(server_flags_t *flags)
     self_metrics_register(reg);
     register_server_metrics(&srv, reg);
 
-    int status = 1, lock_fd = -1;
+    int status = 1;
     cairn_error_t err = {{0}};
-
-    if (tsdb_directory_lock(flags->tsdb.path, &lock_fd, &err) < 0) {
-        LOG_ERROR("Opening storage failed", "err=%s", log_quote(err.message));
-        goto fail_lock;
-    }
 
     http_server_options_t http_opts = {
         .listen_address = flags->listen_address,
@@ -140,12 +136,31 @@ static int run(server_flags_t *flags)
     if (server_reload(&srv, &err) < 0) /* logged by server_reload, with the file */
         goto fail_config;
 
+    /* Serve first, so /-/healthy answers and /-/ready says 503 while the WAL replays. */
     web_register_routes(&srv);
     if (http_server_start(srv.http, &err) < 0) {
         LOG_ERROR("Unable to start web listener", "err=%s", log_quote(err.message));
         goto fail_start;
     }
     LOG_INFO("Listening", "address=%s", http_server_address(srv.http));
+
+    tsdb_open_options_t tsdb_opts;
+    tsdb_open_options_init(&tsdb_opts, flags->tsdb.path);
+    tsdb_opts.wal_sync = flags->tsdb.wal_fsync ? TSDB_WAL_SYNC_ALWAYS : TSDB_WAL_SYNC_NONE;
+    tsdb_opts.wal_compress = flags->tsdb.wal_compression;
+    tsdb_opts.registry = reg;
+    LOG_INFO("Opening storage", "path=%s wal_fsync=%s", log_quote(flags->tsdb.path),
+             flags->tsdb.wal_fsync ? "true" : "false");
+    srv.db = tsdb_open(&tsdb_opts, &err);
+    if (!srv.db) {
+        LOG_ERROR("Opening storage failed", "err=%s", log_quote(err.message));
+        goto fail_storage;
+    }
+    tsdb_stats_t st;
+    tsdb_stats(srv.db, &st);
+    LOG_INFO("Storage opened", "series=%llu replayed_samples=%llu replay_seconds=%.3f",
+             (unsigned long long)st.series, (unsigned long long)st.replayed_samples,
+             st.replay_seconds);
 
     atomic_store(&srv.ready, true);
     metric_gauge_set(srv.ready_gauge, 1);
@@ -178,12 +193,15 @@ static int run(server_flags_t *flags)
     metric_gauge_set(srv.ready_gauge, 0);
     http_server_stop(srv.http, SHUTDOWN_DRAIN_SECONDS);
     status = 0;
+    if (tsdb_close(srv.db) < 0) {
+        LOG_ERROR("Closing storage failed");
+        status = 1;
+    }
+fail_storage:
 fail_start:
 fail_config:
     http_server_free(srv.http);
 fail_http:
-    tsdb_directory_unlock(lock_fd);
-fail_lock:
     pthread_mutex_lock(&srv.config_lock);
     config_free(srv.config);
     srv.config = NULL;

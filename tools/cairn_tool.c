@@ -3,7 +3,8 @@
  *
  * Subcommands are a table of {words, handler, usage}; `cairn-tool help` and --help list them.
  *   check config FILE...   validate configuration files with the daemon's own loader
- * Later issues add bench, fleet and more.
+ *   bench write FILE       the `promtool tsdb bench write` workload against the head
+ *   bench labels           writes a label-set file for bench write
  *
  * Exit codes: 0 success, 1 a check failed, 2 usage error.
  */
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "server/server.h"
+#include "tools/bench.h"
 
 typedef struct subcommand {
     const char *words[2]; /* e.g. {"check", "config"} */
@@ -49,6 +51,15 @@ static const subcommand_t subcommands[] = {
      check_config,
      "FILE...",
      "Check that configuration files are valid; prints the loader's messages."},
+    {{"bench", "write"},
+     bench_write_main,
+     "[--metrics=N] [--scrapes=N] [--threads=N] FILE",
+     "Append promtool's bench write workload to a fresh head; print throughput, memory, "
+     "bytes per sample and WAL replay speed."},
+    {{"bench", "labels"},
+     bench_labels_main,
+     "[--series=N] --out=FILE",
+     "Write N label sets (JSON lines) for bench write."},
 };
 
 static void usage(FILE *out)
@@ -84,6 +95,8 @@ int main(int argc, char **argv)
         const subcommand_t *sc = &subcommands[i];
         if (strcmp(first, sc->words[0]) != 0 || argc < 3 || strcmp(argv[2], sc->words[1]) != 0)
             continue;
+        if (sc->words[0][0] == 'b') /* bench commands parse their own flags */
+            return sc->run(argc - 2, argv + 2);
         if (argc > 3 && (strcmp(argv[3], "--help") == 0 || strcmp(argv[3], "-h") == 0)) {
             printf("usage: cairn-tool %s %s %s\n\n%s\n", sc->words[0], sc->words[1], sc->args,
                    sc->help);

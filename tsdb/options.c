@@ -17,6 +17,7 @@ void tsdb_options_init(tsdb_options_t *opts)
     memset(opts, 0, sizeof(*opts));
     opts->path = cairn_strdup(TSDB_DEFAULT_PATH);
     opts->retention_time_ms = TSDB_DEFAULT_RETENTION_MS;
+    opts->wal_compression = true;
 }
 
 void tsdb_options_free(tsdb_options_t *opts)

@@ -1,0 +1,887 @@
+/*
+ * tsdb/head.c: the in-memory head: opening and closing the database, the batched appender,
+ * chunk cutting and sealing, truncation and series garbage collection.
+ *
+ * Appending. tsdb_append resolves the series (by reference, else by labels: found or created
+ * at once, visible to queries), checks the sample against the series' newest timestamp with
+ * relaxed atomic reads (no lock), and buffers it. tsdb_appender_commit then
+ *   1. encodes one Series record (for series not yet in the WAL) and one Samples record,
+ *   2. writes them with wal_log (group-committed with concurrent commits),
+ *   3. applies the samples: a counting sort groups them by append stripe (series ref & mask),
+ *      and each stripe's lock is taken once for all its samples; each sample is re-checked
+ *      (a concurrent commit may have moved the series on) and appended to the open chunk,
+ *   4. writes the chunks sealed in step 3 to chunks_head/ with one write.
+ * A sample is acknowledged when commit returns: it is in the WAL and in memory.
+ *
+ * Chunks. A series' open chunk lives in a pooled buffer (64 B to 1 KiB, moved to the next size
+ * class as it grows). It is cut as Prometheus cuts (reference §1.4): at a 2h-aligned boundary,
+ * when it holds more than 1005 bytes, at 240 samples, and at an end time re-estimated when it
+ * reaches 30 samples so that chunks hold about 120 samples. A cut chunk is sealed: written to
+ * chunks_head/ and referenced from the series' sealed list; its buffer goes back to the pool.
+ *
+ * Lifetimes. Two big-reader locks (64 cache-line-padded rwlocks each; a thread uses one):
+ * appenders hold `guard`'s read side from their first append to commit, queriers hold
+ * `query_guard`'s read side for their lifetime. Truncation takes query_guard's write side
+ * while it drops old chunks and unlinks dead series (so an open querier keeps a stable view,
+ * as Prometheus makes truncation wait for readers), releases it, then takes guard's write side
+ * only to free what it unlinked and delete old chunk files. An appender may still buffer a sample
+ * for a series that truncation unlinks before the commit applies it (truncation only unlinks series
+ * with nothing recent, so this is rare): the apply step sees the `deleted` flag under the stripe
+ * lock and re-creates the series from its labels (the old memory is still valid under the guard),
+ * so the sample is not lost. The WAL logged it under the old reference, whose Series record
+ * precedes it, and replay maps both references to the one label set.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tsdb/head.h"
+
+#define GUARD_SLOTS                  64
+#define CHUNK_RANGE_MS               (2 * 3600 * 1000LL)
+#define SAMPLES_PER_CHUNK            120
+#define DEFAULT_HEAD_WINDOW_MS       (3 * 3600 * 1000LL)
+#define DEFAULT_APPENDABLE_WINDOW_MS (3600 * 1000LL)
+#define TRUNCATE_INTERVAL_SECONDS    60
+
+static const char *const reject_messages[TSDB_REJECT_COUNT] = {
+    [TSDB_REJECT_NONE] = "ok",
+    [TSDB_REJECT_OUT_OF_ORDER] = "out of order sample",
+    [TSDB_REJECT_DUPLICATE] = "duplicate sample for timestamp",
+    [TSDB_REJECT_OUT_OF_BOUNDS] = "out of bounds",
+    [TSDB_REJECT_INVALID_LABELS] = "invalid labels",
+    [TSDB_REJECT_UNKNOWN_REF] = "unknown series reference",
+};
+
+static const char *const reject_labels[TSDB_REJECT_COUNT] = {
+    [TSDB_REJECT_NONE] = "none",
+    [TSDB_REJECT_OUT_OF_ORDER] = "out_of_order",
+    [TSDB_REJECT_DUPLICATE] = "duplicate",
+    [TSDB_REJECT_OUT_OF_BOUNDS] = "out_of_bounds",
+    [TSDB_REJECT_INVALID_LABELS] = "invalid_labels",
+    [TSDB_REJECT_UNKNOWN_REF] = "unknown_ref",
+};
+
+const char *tsdb_reject_message(tsdb_reject_t reason)
+{
+    return (unsigned)reason < TSDB_REJECT_COUNT ? reject_messages[reason] : "unknown";
+}
+
+/* ---- the guard ------------------------------------------------------------------------------ */
+
+static _Atomic unsigned guard_next_slot;
+static _Thread_local int guard_slot = -1;
+
+static unsigned guard_my_slot(void)
+{
+    if (guard_slot < 0)
+        guard_slot = (int)(atomic_fetch_add(&guard_next_slot, 1) % GUARD_SLOTS);
+    return (unsigned)guard_slot;
+}
+
+unsigned head_guard_read_lock(tsdb_t *db)
+{
+    unsigned slot = guard_my_slot();
+    pthread_rwlock_rdlock(&db->guard[slot].lock);
+    return slot;
+}
+
+void head_guard_read_unlock(tsdb_t *db, unsigned slot)
+{
+    pthread_rwlock_unlock(&db->guard[slot].lock);
+}
+
+unsigned head_query_guard_read_lock(tsdb_t *db)
+{
+    unsigned slot = guard_my_slot();
+    pthread_rwlock_rdlock(&db->query_guard[slot].lock);
+    return slot;
+}
+
+void head_query_guard_read_unlock(tsdb_t *db, unsigned slot)
+{
+    pthread_rwlock_unlock(&db->query_guard[slot].lock);
+}
+
+static void guard_write_lock(padded_rwlock_t *guard)
+{
+    for (size_t i = 0; i < GUARD_SLOTS; i++)
+        pthread_rwlock_wrlock(&guard[i].lock);
+}
+
+static void guard_write_unlock(padded_rwlock_t *guard)
+{
+    for (size_t i = GUARD_SLOTS; i-- > 0;)
+        pthread_rwlock_unlock(&guard[i].lock);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+static const double batch_size_buckets[] = {1, 10, 100, 1000, 5000, 10000, 50000, 100000, 1000000};
+
+static void collect_head(void *ctx, buf_t *out)
+{
+    tsdb_t *db = ctx;
+    tsdb_stats_t st;
+    tsdb_stats(db, &st);
+    static const struct {
+        const char *name, *help;
+    } gauges[] = {
+        {"cairn_tsdb_head_series", "Series in the head."},
+        {"cairn_tsdb_head_chunks_open", "Open (in-memory) head chunks."},
+        {"cairn_tsdb_head_chunks_sealed", "Sealed head chunks in chunks_head files."},
+        {"cairn_tsdb_head_min_time_seconds", "Oldest sample time in the head."},
+        {"cairn_tsdb_head_max_time_seconds", "Newest sample time in the head."},
+        {"cairn_tsdb_symbols", "Interned label strings."},
+        {"cairn_tsdb_symbol_bytes", "Bytes of interned label strings."},
+    };
+    uint64_t syms, sym_bytes;
+    symbols_stats(db->syms, &syms, &sym_bytes);
+    double values[] = {(double)st.series,
+                       (double)st.chunks_open,
+                       (double)st.chunks_sealed,
+                       st.min_time == INT64_MAX ? NAN : (double)st.min_time / 1000.0,
+                       st.max_time == INT64_MIN ? NAN : (double)st.max_time / 1000.0,
+                       (double)syms,
+                       (double)sym_bytes};
+    for (size_t i = 0; i < CAIRN_ARRAY_LEN(gauges); i++) {
+        metric_write_header(out, gauges[i].name, gauges[i].help, METRIC_GAUGE);
+        metric_write_sample(out, gauges[i].name, 0, NULL, NULL, values[i]);
+    }
+}
+
+static void register_metrics(tsdb_t *db, metric_registry_t *reg)
+{
+    db->m_appended = metric_counter_new(reg, "cairn_tsdb_head_samples_appended_total",
+                                        "Samples appended to the head.");
+    static const char *const reason[] = {"reason"};
+    metric_family_t *rej =
+        metric_family_new(reg, METRIC_COUNTER, "cairn_tsdb_head_samples_rejected_total",
+                          "Samples rejected by the head, by reason.", 1, reason);
+    for (int r = 1; r < TSDB_REJECT_COUNT; r++)
+        db->m_rejected[r] = metric_counter_with(rej, &reject_labels[r]);
+    db->m_series_created = metric_counter_new(reg, "cairn_tsdb_head_series_created_total",
+                                              "Series created in the head.");
+    db->m_series_removed = metric_counter_new(reg, "cairn_tsdb_head_series_removed_total",
+                                              "Series removed from the head by truncation.");
+    db->m_commits =
+        metric_counter_new(reg, "cairn_tsdb_head_commits_total", "Appender commits (batches).");
+    db->m_commit_duration =
+        metric_histogram_new(reg, "cairn_tsdb_head_commit_duration_seconds",
+                             "Time to commit a batch: WAL write and apply.",
+                             METRIC_LATENCY_BUCKET_COUNT, METRIC_LATENCY_BUCKETS);
+    db->m_commit_samples =
+        metric_histogram_new(reg, "cairn_tsdb_head_commit_samples", "Samples per committed batch.",
+                             CAIRN_ARRAY_LEN(batch_size_buckets), batch_size_buckets);
+    db->m_truncations =
+        metric_counter_new(reg, "cairn_tsdb_head_truncations_total", "Head truncations.");
+    metric_registry_add_collector(reg, collect_head, db);
+}
+
+/* ---- options -------------------------------------------------------------------------------- */
+
+void tsdb_open_options_init(tsdb_open_options_t *opts, const char *path)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->path = path;
+    opts->head_window_ms = DEFAULT_HEAD_WINDOW_MS;
+    opts->appendable_window_ms = DEFAULT_APPENDABLE_WINDOW_MS;
+    opts->wal_sync = TSDB_WAL_SYNC_NONE;
+    opts->wal_compress = true;
+    opts->limits.max_labels = 64;
+    opts->limits.max_name_length = 1024;
+    opts->limits.max_value_length = 16384;
+}
+
+/* ---- time bounds ---------------------------------------------------------------------------- */
+
+static void atomic_min_i64(_Atomic int64_t *a, int64_t v)
+{
+    int64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+    while (v < cur && !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+}
+
+static void atomic_max_i64(_Atomic int64_t *a, int64_t v)
+{
+    int64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+    while (v > cur && !atomic_compare_exchange_weak_explicit(a, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+}
+
+/* Samples older than this are out of bounds. */
+static int64_t min_valid_time(tsdb_t *db)
+{
+    int64_t max = atomic_load_explicit(&db->max_t, memory_order_relaxed);
+    int64_t floor_t = atomic_load_explicit(&db->truncated_before, memory_order_relaxed);
+    if (max == INT64_MIN)
+        return floor_t;
+    int64_t w = max - db->opts.appendable_window_ms;
+    return w > floor_t ? w : floor_t;
+}
+
+/* ---- chunks -------------------------------------------------------------------------------- */
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* End of the 2h-aligned range holding t. */
+static int64_t range_end(int64_t t)
+{
+    int64_t end = floor_div(t, CHUNK_RANGE_MS) * CHUNK_RANGE_MS;
+    return end > INT64_MAX - CHUNK_RANGE_MS ? INT64_MAX : end + CHUNK_RANGE_MS;
+}
+
+/* Prometheus's computeChunkEndTime: spread the range evenly over chunks of the size the
+ * first quarter of this chunk predicts. */
+static int64_t chunk_end_time(int64_t start, int64_t cur, int64_t max_end)
+{
+    int64_t span = cur - start + 1;
+    if (span <= 0)
+        return max_end;
+    int64_t n = (max_end - start) / (span * 4);
+    if (n <= 1)
+        return max_end;
+    return start + (max_end - start) / n;
+}
+
+/* Writes the open chunk to chunks_head/ and returns its buffer to the pool. Under the stripe
+ * lock. */
+static int series_seal(tsdb_t *db, tsdb_series_t *s)
+{
+    if (!s->app.buf)
+        return 0;
+    int rc = 0;
+    if (s->app.count > 0) {
+        uint64_t ref;
+        rc = head_chunks_append(db->chunks, s->ref, s->chunk_min_t, s->app.t, s->app.buf,
+                                xor_appender_bytes(&s->app), &ref);
+        if (rc == 0) {
+            if (s->sealed_count == s->sealed_cap) {
+                s->sealed_cap = s->sealed_cap ? s->sealed_cap * 2 : 4;
+                s->sealed = cairn_realloc(s->sealed, s->sealed_cap * sizeof(*s->sealed));
+            }
+            s->sealed[s->sealed_count++] = (chunk_meta_t){ref, s->chunk_min_t, s->app.t};
+            atomic_fetch_add_explicit(&db->chunks_sealed, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&db->sealed_bytes, xor_appender_bytes(&s->app),
+                                      memory_order_relaxed);
+        }
+    }
+    chunk_pool_put(db->pool, s->app.buf, s->app.cap);
+    atomic_fetch_sub_explicit(&db->chunks_open, 1, memory_order_relaxed);
+    s->app.buf = NULL;
+    s->app.cap = 0;
+    return rc;
+}
+
+static void series_cut(tsdb_t *db, tsdb_series_t *s, int64_t t)
+{
+    series_seal(db, s);
+    uint8_t *buf = chunk_pool_get(db->pool, CHUNK_POOL_MIN_SIZE);
+    xor_appender_init(&s->app, buf, chunk_pool_class_size(CHUNK_POOL_MIN_SIZE));
+    s->chunk_min_t = t;
+    s->next_at = range_end(t);
+    atomic_fetch_add_explicit(&db->chunks_open, 1, memory_order_relaxed);
+}
+
+/* Moves the open chunk to the next size class. */
+static void series_grow_chunk(tsdb_t *db, tsdb_series_t *s)
+{
+    size_t used = xor_appender_bytes(&s->app);
+    size_t cap = chunk_pool_class_size(s->app.cap * 2);
+    uint8_t *buf = chunk_pool_get(db->pool, cap);
+    memcpy(buf, s->app.buf, used);
+    chunk_pool_put(db->pool, s->app.buf, s->app.cap);
+    xor_appender_rebase(&s->app, buf, cap);
+}
+
+/* Checks and appends one sample to a series whose stripe lock the caller holds (or which only
+ * the caller can reach, during replay). */
+tsdb_reject_t head_series_append(tsdb_t *db, tsdb_series_t *s, int64_t t, double v,
+                                 int64_t min_valid)
+{
+    int64_t max_t = atomic_load_explicit(&s->max_t, memory_order_relaxed);
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof(bits));
+    if (t <= max_t) {
+        if (t < max_t)
+            return TSDB_REJECT_OUT_OF_ORDER;
+        return atomic_load_explicit(&s->last_v, memory_order_relaxed) == bits
+                   ? TSDB_REJECT_NONE /* same sample again: accepted, nothing to store */
+                   : TSDB_REJECT_DUPLICATE;
+    }
+    if (t < min_valid)
+        return TSDB_REJECT_OUT_OF_BOUNDS;
+
+    if (!s->app.buf || xor_appender_bytes(&s->app) > XOR_CUT_BYTES || t >= s->next_at ||
+        s->app.count >= 2 * SAMPLES_PER_CHUNK)
+        series_cut(db, s, t);
+    for (;;) {
+        int rc = xor_append(&s->app, t, v);
+        if (rc == 0)
+            break;
+        if (rc == -ENOSPC && s->app.cap < CHUNK_POOL_MAX_SIZE)
+            series_grow_chunk(db, s);
+        else
+            series_cut(db, s, t); /* full: start over in a fresh chunk */
+    }
+    if (s->app.count == SAMPLES_PER_CHUNK / 4)
+        s->next_at = chunk_end_time(s->chunk_min_t, t, s->next_at);
+    atomic_store_explicit(&s->max_t, t, memory_order_relaxed);
+    atomic_store_explicit(&s->last_v, bits, memory_order_relaxed);
+    return TSDB_REJECT_NONE;
+}
+
+void head_note_time(tsdb_t *db, int64_t min_t, int64_t max_t)
+{
+    atomic_min_i64(&db->min_t, min_t);
+    atomic_max_i64(&db->max_t, max_t);
+}
+
+/* ---- appender -------------------------------------------------------------------------------- */
+
+struct tsdb_appender {
+    tsdb_t *db;
+    pending_sample_t *samples;
+    size_t count, cap;
+    size_t appended; /* tsdb_append calls in this batch, including rejected ones */
+    bool guard_held;
+    unsigned guard_slot;
+    tsdb_commit_result_t result;
+    uint32_t *order;      /* scratch: sample indices grouped by stripe */
+    uint32_t *stripe_pos; /* scratch: per-stripe offsets */
+    size_t order_cap;
+    tsdb_label_t *labels; /* scratch for sorting input labels */
+    size_t labels_cap;
+    buf_t wal_series, wal_samples;
+    cairn_error_t err;
+};
+
+tsdb_appender_t *tsdb_appender_new(tsdb_t *db)
+{
+    tsdb_appender_t *app = cairn_calloc(1, sizeof(*app));
+    app->db = db;
+    app->stripe_pos = cairn_calloc(db->stripe_mask + 2, sizeof(uint32_t));
+    return app;
+}
+
+static void appender_reset(tsdb_appender_t *app)
+{
+    app->count = 0;
+    app->appended = 0;
+    memset(&app->result, 0, sizeof(app->result));
+    if (app->guard_held) {
+        head_guard_read_unlock(app->db, app->guard_slot);
+        app->guard_held = false;
+    }
+}
+
+void tsdb_appender_free(tsdb_appender_t *app)
+{
+    if (!app)
+        return;
+    tsdb_appender_rollback(app);
+    cairn_free(app->samples);
+    cairn_free(app->order);
+    cairn_free(app->stripe_pos);
+    cairn_free(app->labels);
+    buf_free(&app->wal_series);
+    buf_free(&app->wal_samples);
+    cairn_free(app);
+}
+
+static tsdb_reject_t reject(tsdb_appender_t *app, tsdb_reject_t reason)
+{
+    if (app->result.first_reason == TSDB_REJECT_NONE) {
+        app->result.first_reason = reason;
+        app->result.first_rejected = app->appended;
+    }
+    app->result.rejected[reason]++;
+    metric_counter_add(app->db->m_rejected[reason], 1);
+    app->appended++;
+    return reason;
+}
+
+/* Rebuilds a series' label set (for re-creating a series truncated under us). */
+static size_t series_labels(tsdb_t *db, const tsdb_series_t *s, tsdb_label_t *out)
+{
+    for (size_t i = 0; i < s->label_count; i++) {
+        out[i].name = symbols_string(db->syms, s->labels[2 * i]);
+        out[i].value = symbols_string(db->syms, s->labels[2 * i + 1]);
+    }
+    return s->label_count;
+}
+
+static tsdb_series_t *lookup_by_labels(tsdb_appender_t *app, const tsdb_label_t *labels, size_t n,
+                                       tsdb_reject_t *why)
+{
+    if (n > app->labels_cap) {
+        app->labels_cap = n;
+        app->labels = cairn_realloc(app->labels, n * sizeof(tsdb_label_t));
+    }
+    label_input_t in;
+    *why = labels_prepare(labels, n, &app->db->opts.limits, app->labels, &in, &app->err);
+    if (*why != TSDB_REJECT_NONE)
+        return NULL;
+    bool created;
+    tsdb_series_t *s = series_map_get_or_create(app->db->series, &in, &created);
+    if (created)
+        metric_counter_add(app->db->m_series_created, 1);
+    return s;
+}
+
+tsdb_reject_t tsdb_append(tsdb_appender_t *app, tsdb_ref_t ref, const tsdb_label_t *labels,
+                          size_t label_count, int64_t t, double v, tsdb_ref_t *ref_out)
+{
+    tsdb_t *db = app->db;
+    if (!app->guard_held) {
+        app->guard_slot = head_guard_read_lock(db);
+        app->guard_held = true;
+    }
+    if (t < min_valid_time(db))
+        return reject(app, TSDB_REJECT_OUT_OF_BOUNDS);
+
+    tsdb_series_t *s = ref ? series_map_by_ref(db->series, ref) : NULL;
+    tsdb_reject_t why = TSDB_REJECT_UNKNOWN_REF;
+    if (s && atomic_load_explicit(&s->deleted_flag, memory_order_relaxed))
+        s = NULL; /* being truncated: go by labels */
+    if (!s && labels)
+        s = lookup_by_labels(app, labels, label_count, &why);
+    if (!s)
+        return reject(app, why);
+    if (ref_out)
+        *ref_out = s->ref;
+
+    /* Early check without the lock against what is committed; commit checks again, in batch
+     * order, under the lock. An identical repeat of the newest sample is buffered like any
+     * other: only commit can tell whether a newer sample of the same batch comes first. */
+    int64_t max_t = atomic_load_explicit(&s->max_t, memory_order_relaxed);
+    if (t <= max_t) {
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof(bits));
+        if (t < max_t)
+            return reject(app, TSDB_REJECT_OUT_OF_ORDER);
+        if (atomic_load_explicit(&s->last_v, memory_order_relaxed) != bits)
+            return reject(app, TSDB_REJECT_DUPLICATE);
+    }
+    if (app->count == app->cap) {
+        app->cap = app->cap ? app->cap * 2 : 256;
+        app->samples = cairn_realloc(app->samples, app->cap * sizeof(*app->samples));
+    }
+    app->samples[app->count++] = (pending_sample_t){s, t, v, (uint32_t)app->appended};
+    app->appended++;
+    return TSDB_REJECT_NONE;
+}
+
+void tsdb_appender_rollback(tsdb_appender_t *app)
+{
+    appender_reset(app);
+}
+
+/* ---- WAL records ------------------------------------------------------------------------------
+ */
+
+/* Counts a sample rejected at commit time. */
+static void apply_reject(tsdb_appender_t *app, const pending_sample_t *p, tsdb_reject_t r)
+{
+    if (app->result.first_reason == TSDB_REJECT_NONE || p->index < app->result.first_rejected) {
+        app->result.first_reason = r;
+        app->result.first_rejected = p->index;
+    }
+    app->result.rejected[r]++;
+    metric_counter_add(app->db->m_rejected[r], 1);
+}
+
+static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
+{
+    tsdb_t *db = app->db;
+    size_t stripes = db->stripe_mask + 1;
+    if (app->count > app->order_cap) {
+        app->order_cap = app->count;
+        app->order = cairn_realloc(app->order, app->order_cap * sizeof(uint32_t));
+    }
+    /* Counting sort of sample indices by stripe, stable (keeps a series' samples in order). */
+    uint32_t *pos = app->stripe_pos;
+    memset(pos, 0, (stripes + 1) * sizeof(uint32_t));
+    for (size_t i = 0; i < app->count; i++)
+        pos[(app->samples[i].series->ref & db->stripe_mask) + 1]++;
+    for (size_t i = 1; i <= stripes; i++)
+        pos[i] += pos[i - 1];
+    for (size_t i = 0; i < app->count; i++)
+        app->order[pos[app->samples[i].series->ref & db->stripe_mask]++] = (uint32_t)i;
+
+    int64_t min_valid = min_valid_time(db);
+    uint64_t stored = 0;
+    size_t orphans = 0; /* samples of series truncated since append, moved to order[0..] */
+    size_t i = 0;
+    while (i < app->count) {
+        size_t stripe = app->samples[app->order[i]].series->ref & db->stripe_mask;
+        pthread_mutex_lock(&db->stripes[stripe].lock);
+        for (; i < app->count; i++) {
+            pending_sample_t *p = &app->samples[app->order[i]];
+            if ((p->series->ref & db->stripe_mask) != stripe)
+                break;
+            if (CAIRN_UNLIKELY(
+                    atomic_load_explicit(&p->series->deleted_flag, memory_order_relaxed))) {
+                app->order[orphans++] = app->order[i];
+                continue;
+            }
+            tsdb_reject_t r = head_series_append(db, p->series, p->t, p->v, min_valid);
+            if (r == TSDB_REJECT_NONE) {
+                stored++;
+                if (p->t < *min_t)
+                    *min_t = p->t;
+                if (p->t > *max_t)
+                    *max_t = p->t;
+            } else {
+                apply_reject(app, p, r);
+            }
+        }
+        pthread_mutex_unlock(&db->stripes[stripe].lock);
+    }
+    /* Re-create truncated series from their labels and append there, one lock at a time. */
+    for (size_t k = 0; k < orphans; k++) {
+        pending_sample_t *p = &app->samples[app->order[k]];
+        tsdb_label_t labels[256];
+        tsdb_reject_t why;
+        size_t n = series_labels(db, p->series, labels);
+        tsdb_series_t *s = lookup_by_labels(app, labels, n, &why);
+        tsdb_reject_t r = why;
+        if (s) {
+            pthread_mutex_t *lock = &db->stripes[s->ref & db->stripe_mask].lock;
+            pthread_mutex_lock(lock);
+            r = head_series_append(db, s, p->t, p->v, min_valid);
+            pthread_mutex_unlock(lock);
+        }
+        if (r == TSDB_REJECT_NONE) {
+            stored++;
+            if (p->t < *min_t)
+                *min_t = p->t;
+            if (p->t > *max_t)
+                *max_t = p->t;
+        } else {
+            apply_reject(app, p, r);
+        }
+    }
+    app->result.appended += stored;
+    metric_counter_add(db->m_appended, stored);
+    atomic_fetch_add_explicit(&db->samples_appended, stored, memory_order_relaxed);
+}
+
+int tsdb_appender_commit(tsdb_appender_t *app, tsdb_commit_result_t *result)
+{
+    tsdb_t *db = app->db;
+    double start = time_monotonic_seconds();
+    int rc = 0;
+    if (app->count) {
+        /* 1-2: the batch's records, then the WAL. */
+        wal_records_encode_batch(db, app->samples, app->count, &app->wal_series, &app->wal_samples);
+        const uint8_t *recs[2];
+        size_t lens[2], n = 0;
+        if (app->wal_series.len) {
+            recs[n] = (const uint8_t *)app->wal_series.data;
+            lens[n++] = app->wal_series.len;
+        }
+        recs[n] = (const uint8_t *)app->wal_samples.data;
+        lens[n++] = app->wal_samples.len;
+        rc = wal_log(db->wal, recs, lens, n, NULL);
+        if (rc < 0) {
+            LOG_ERROR("WAL write failed; batch not acknowledged", "samples=%zu err=%s", app->count,
+                      log_quote(cairn_strerror(rc)));
+            tsdb_appender_rollback(app);
+            return rc;
+        }
+        for (size_t i = 0; i < app->count; i++)
+            if (!atomic_load_explicit(&app->samples[i].series->wal_logged, memory_order_relaxed))
+                atomic_store_explicit(&app->samples[i].series->wal_logged, 1, memory_order_release);
+        /* 3-4: apply, then write the sealed chunks. */
+        int64_t min_t = INT64_MAX, max_t = INT64_MIN;
+        commit_apply(app, &min_t, &max_t);
+        if (max_t != INT64_MIN)
+            head_note_time(db, min_t, max_t);
+        int crc = head_chunks_flush(db->chunks);
+        if (crc < 0)
+            LOG_ERROR("Writing sealed chunks failed", "err=%s", log_quote(cairn_strerror(crc)));
+        metric_histogram_observe(db->m_commit_samples, (double)app->count);
+    }
+    metric_counter_add(db->m_commits, 1);
+    metric_histogram_observe(db->m_commit_duration, time_monotonic_seconds() - start);
+    if (result)
+        *result = app->result;
+    appender_reset(app);
+    return rc;
+}
+
+/* ---- truncation ------------------------------------------------------------------------------ */
+
+int tsdb_truncate(tsdb_t *db, int64_t min_time)
+{
+    pthread_mutex_lock(&db->truncate_lock);
+    atomic_max_i64(&db->truncated_before, min_time);
+    /* Logged first, so a restart repeats the truncation (replay calls this with no WAL). */
+    if (db->wal) {
+        uint8_t rec[11];
+        size_t len = wal_record_encode_truncate(rec, min_time);
+        const uint8_t *recs[1] = {rec};
+        int rc = wal_log(db->wal, recs, &len, 1, NULL);
+        if (rc < 0) {
+            LOG_ERROR("Cannot log the head truncation; not truncating", "err=%s",
+                      log_quote(cairn_strerror(rc)));
+            pthread_mutex_unlock(&db->truncate_lock);
+            return rc;
+        }
+    }
+    /* Open queriers keep the data they were opened on; new ones wait until the unlinking is
+     * done. Series pointers below stay valid without the appenders' guard: only truncation
+     * frees series, and truncate_lock serialises it. */
+    guard_write_lock(db->query_guard);
+    tsdb_ref_t *refs;
+    size_t n = postings_all(db->series, &refs);
+    tsdb_series_t *dead = NULL;
+    uint64_t removed = 0;
+    for (size_t i = 0; i < n; i++) {
+        tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
+        if (!s)
+            continue;
+        pthread_mutex_t *lock = &db->stripes[s->ref & db->stripe_mask].lock;
+        pthread_mutex_lock(lock);
+        /* Sealed chunks that end before min_time go. */
+        uint32_t keep = 0;
+        while (keep < s->sealed_count && s->sealed[keep].max_t < min_time)
+            keep++;
+        if (keep) {
+            memmove(s->sealed, s->sealed + keep, (s->sealed_count - keep) * sizeof(*s->sealed));
+            s->sealed_count -= keep;
+            atomic_fetch_sub_explicit(&db->chunks_sealed, keep, memory_order_relaxed);
+        }
+        int64_t max_t = atomic_load_explicit(&s->max_t, memory_order_relaxed);
+        if (s->sealed_count == 0 && max_t < min_time) {
+            atomic_store_explicit(&s->deleted_flag, 1, memory_order_relaxed);
+            if (s->app.buf) {
+                chunk_pool_put(db->pool, s->app.buf, s->app.cap);
+                s->app.buf = NULL;
+                atomic_fetch_sub_explicit(&db->chunks_open, 1, memory_order_relaxed);
+            }
+            series_map_unlink(db->series, s);
+            s->next_free = dead;
+            dead = s;
+            removed++;
+        }
+        pthread_mutex_unlock(lock);
+    }
+    guard_write_unlock(db->query_guard);
+    cairn_free(refs);
+
+    /* Appenders that found the unlinked series before they were unlinked may still hold them;
+     * wait for those batches to end. Queriers opened since cannot see them. */
+    guard_write_lock(db->guard);
+    for (tsdb_series_t *s = dead, *next; s; s = next) {
+        next = s->next_free;
+        series_free(db->series, s);
+    }
+    series_map_reclaim_pages(db->series);
+    int files = head_chunks_truncate_before(db->chunks, min_time);
+    guard_write_unlock(db->guard);
+
+    atomic_max_i64(&db->min_t, min_time);
+    metric_counter_add(db->m_series_removed, removed);
+    metric_counter_add(db->m_truncations, 1);
+    if ((removed || files) && db->wal)
+        LOG_INFO("Head truncated", "min_time=%lld series_removed=%llu chunk_files_removed=%d",
+                 (long long)min_time, (unsigned long long)removed, files);
+    pthread_mutex_unlock(&db->truncate_lock);
+    return 0;
+}
+
+static void *truncate_loop(void *arg)
+{
+    tsdb_t *db = arg;
+    pthread_mutex_lock(&db->loop_lock);
+    while (!db->stopping) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += TRUNCATE_INTERVAL_SECONDS;
+        pthread_cond_timedwait(&db->loop_cond, &db->loop_lock, &deadline);
+        if (db->stopping)
+            break;
+        pthread_mutex_unlock(&db->loop_lock);
+        int64_t max_t = atomic_load_explicit(&db->max_t, memory_order_relaxed);
+        int64_t min_t = atomic_load_explicit(&db->min_t, memory_order_relaxed);
+        if (max_t != INT64_MIN && max_t - min_t > db->opts.head_window_ms)
+            tsdb_truncate(db, max_t - db->opts.head_window_ms);
+        chunk_pool_trim(db->pool);
+        pthread_mutex_lock(&db->loop_lock);
+    }
+    pthread_mutex_unlock(&db->loop_lock);
+    return NULL;
+}
+
+/* ---- open / close ---------------------------------------------------------------------------- */
+
+static unsigned stripes_for_cores(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned want = (unsigned)(cores > 0 ? cores : 1) * 16, n = 64;
+    while (n < want)
+        n <<= 1;
+    return n;
+}
+
+tsdb_t *tsdb_open(const tsdb_open_options_t *opts, cairn_error_t *err)
+{
+    tsdb_t *db = cairn_aligned_calloc(CAIRN_CACHE_LINE, sizeof(*db));
+    db->opts = *opts;
+    db->path = cairn_strdup(opts->path);
+    db->opts.path = db->path;
+    db->lock_fd = -1;
+    if (!db->opts.head_window_ms)
+        db->opts.head_window_ms = DEFAULT_HEAD_WINDOW_MS;
+    if (!db->opts.appendable_window_ms)
+        db->opts.appendable_window_ms = DEFAULT_APPENDABLE_WINDOW_MS;
+    atomic_store(&db->min_t, INT64_MAX);
+    atomic_store(&db->max_t, INT64_MIN);
+    atomic_store(&db->truncated_before, INT64_MIN);
+    for (size_t i = 0; i < GUARD_SLOTS; i++) {
+        pthread_rwlock_init(&db->guard[i].lock, NULL);
+        pthread_rwlock_init(&db->query_guard[i].lock, NULL);
+    }
+    pthread_mutex_init(&db->truncate_lock, NULL);
+    pthread_mutex_init(&db->loop_lock, NULL);
+    pthread_cond_init(&db->loop_cond, NULL);
+    unsigned stripes = stripes_for_cores();
+    db->stripes = cairn_aligned_calloc(CAIRN_CACHE_LINE, stripes * sizeof(*db->stripes));
+    db->stripe_mask = stripes - 1;
+    for (size_t i = 0; i < stripes; i++)
+        pthread_mutex_init(&db->stripes[i].lock, NULL);
+
+    metric_registry_t *reg = opts->registry;
+    if (!reg)
+        reg = db->own_registry = metric_registry_new();
+    register_metrics(db, reg);
+
+    if (tsdb_directory_lock(db->path, &db->lock_fd, err) < 0)
+        goto fail;
+    db->syms = symbols_new();
+    db->series = series_map_new(db->syms, stripes * 4);
+    db->pool = chunk_pool_new(reg);
+
+    /* Sealed chunks first, then the WAL on top of them. */
+    if (head_replay(db, err) < 0)
+        goto fail;
+
+    char *wal_dir = cairn_sprintf("%s/wal", db->path);
+    wal_options_t wo = {.dir = wal_dir,
+                        .segment_size = opts->wal_segment_size,
+                        .sync = opts->wal_sync == TSDB_WAL_SYNC_ALWAYS ? WAL_SYNC_ALWAYS
+                                                                       : WAL_SYNC_NONE,
+                        .compress = opts->wal_compress,
+                        .registry = reg};
+    db->wal = wal_open(&wo, err);
+    cairn_free(wal_dir);
+    if (!db->wal)
+        goto fail;
+
+    if (pthread_create(&db->truncator, NULL, truncate_loop, db) != 0) {
+        cairn_error_set(err, -EAGAIN, "cannot start the head truncation thread");
+        goto fail;
+    }
+    db->truncator_started = true;
+    return db;
+fail:
+    tsdb_close(db);
+    return NULL;
+}
+
+int tsdb_close(tsdb_t *db)
+{
+    if (!db)
+        return 0;
+    if (db->truncator_started) {
+        pthread_mutex_lock(&db->loop_lock);
+        db->stopping = true;
+        pthread_cond_broadcast(&db->loop_cond);
+        pthread_mutex_unlock(&db->loop_lock);
+        pthread_join(db->truncator, NULL);
+    }
+    int rc = 0, r;
+    if (db->wal && (r = wal_close(db->wal)) < 0 && rc == 0)
+        rc = r;
+    if (db->chunks && (r = head_chunks_close(db->chunks)) < 0 && rc == 0)
+        rc = r;
+    if (db->series) {
+        /* Open chunk buffers go back to the pool before it is freed. */
+        tsdb_ref_t *refs;
+        size_t n = postings_all(db->series, &refs);
+        for (size_t i = 0; i < n; i++) {
+            tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
+            if (s && s->app.buf) {
+                chunk_pool_put(db->pool, s->app.buf, s->app.cap);
+                s->app.buf = NULL;
+            }
+        }
+        cairn_free(refs);
+    }
+    series_map_free(db->series);
+    symbols_free(db->syms);
+    chunk_pool_free(db->pool);
+    tsdb_directory_unlock(db->lock_fd);
+    for (size_t i = 0; i <= db->stripe_mask && db->stripes; i++)
+        pthread_mutex_destroy(&db->stripes[i].lock);
+    cairn_aligned_free(db->stripes);
+    for (size_t i = 0; i < GUARD_SLOTS; i++) {
+        pthread_rwlock_destroy(&db->guard[i].lock);
+        pthread_rwlock_destroy(&db->query_guard[i].lock);
+    }
+    pthread_mutex_destroy(&db->truncate_lock);
+    pthread_mutex_destroy(&db->loop_lock);
+    pthread_cond_destroy(&db->loop_cond);
+    metric_registry_free(db->own_registry);
+    cairn_free(db->path);
+    cairn_aligned_free(db);
+    return rc;
+}
+
+void tsdb_stats(tsdb_t *db, tsdb_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->series = series_map_count(db->series);
+    out->samples = atomic_load_explicit(&db->samples_appended, memory_order_relaxed);
+    out->min_time = atomic_load_explicit(&db->min_t, memory_order_relaxed);
+    out->max_time = atomic_load_explicit(&db->max_t, memory_order_relaxed);
+    out->chunks_open = atomic_load_explicit(&db->chunks_open, memory_order_relaxed);
+    out->chunks_sealed = atomic_load_explicit(&db->chunks_sealed, memory_order_relaxed);
+    out->chunk_bytes = atomic_load_explicit(&db->sealed_bytes, memory_order_relaxed);
+    out->wal_bytes = head_directory_bytes(db, "wal");
+    out->replayed_samples = db->replayed_samples;
+    out->replay_applied = db->replay_applied;
+    out->replay_seconds = db->replay_seconds;
+}
+
+uint64_t tsdb_chunk_bytes(tsdb_t *db)
+{
+    uint64_t total = atomic_load_explicit(&db->sealed_bytes, memory_order_relaxed);
+    tsdb_ref_t *refs;
+    size_t n = postings_all(db->series, &refs);
+    unsigned slot = head_guard_read_lock(db);
+    for (size_t i = 0; i < n; i++) {
+        tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
+        if (!s)
+            continue;
+        pthread_mutex_t *lock = &db->stripes[s->ref & db->stripe_mask].lock;
+        pthread_mutex_lock(lock);
+        if (s->app.buf)
+            total += xor_appender_bytes(&s->app);
+        pthread_mutex_unlock(lock);
+    }
+    head_guard_read_unlock(db, slot);
+    cairn_free(refs);
+    return total;
+}

@@ -1,0 +1,100 @@
+/*
+ * tsdb/head.h: the database object and what head.c, replay.c and querier.c share (internal to
+ * tsdb/). Lock order and lifetimes are described in tsdb/internal.h and head.c.
+ */
+#ifndef CAIRN_TSDB_HEAD_H
+#define CAIRN_TSDB_HEAD_H
+
+#include "tsdb/head_chunks.h"
+#include "tsdb/internal.h"
+
+typedef struct padded_mutex {
+    _Alignas(CAIRN_CACHE_LINE) pthread_mutex_t lock;
+} padded_mutex_t;
+
+typedef struct padded_rwlock {
+    _Alignas(CAIRN_CACHE_LINE) pthread_rwlock_t lock;
+} padded_rwlock_t;
+
+/* A sample buffered in an appender. */
+typedef struct pending_sample {
+    tsdb_series_t *series;
+    int64_t t;
+    double v;
+    uint32_t index; /* position among the batch's tsdb_append calls */
+} pending_sample_t;
+
+struct tsdb {
+    tsdb_open_options_t opts;
+    char *path;
+    int lock_fd;
+    symbols_t *syms;
+    series_map_t *series;
+    chunk_pool_t *pool;
+    wal_t *wal;
+    head_chunks_t *chunks;
+    padded_mutex_t *stripes; /* append stripes, by series ref */
+    size_t stripe_mask;
+    padded_rwlock_t guard[64];       /* appenders (read) vs freeing series (write) */
+    padded_rwlock_t query_guard[64]; /* queriers (read) vs truncation's unlinking (write) */
+
+    _Atomic int64_t min_t, max_t;     /* head sample time range */
+    _Atomic int64_t truncated_before; /* nothing older is accepted or kept */
+    _Atomic uint64_t samples_appended;
+    _Atomic uint64_t chunks_open, chunks_sealed;
+    _Atomic uint64_t sealed_bytes; /* encoded bytes of the sealed chunks (data only) */
+    uint64_t replayed_samples;     /* read from the WAL at open */
+    uint64_t replay_applied;       /* of those, appended (the rest were already in sealed chunks) */
+    double replay_seconds;
+
+    pthread_mutex_t truncate_lock; /* one truncation at a time */
+    pthread_t truncator;
+    bool truncator_started;
+    pthread_mutex_t loop_lock;
+    pthread_cond_t loop_cond;
+    bool stopping;
+
+    metric_registry_t *own_registry; /* when the caller gave none */
+    metric_counter_t *m_appended;
+    metric_counter_t *m_rejected[TSDB_REJECT_COUNT];
+    metric_counter_t *m_series_created;
+    metric_counter_t *m_series_removed;
+    metric_counter_t *m_commits;
+    metric_counter_t *m_truncations;
+    metric_histogram_t *m_commit_duration;
+    metric_histogram_t *m_commit_samples;
+};
+
+unsigned head_guard_read_lock(tsdb_t *db);
+void head_guard_read_unlock(tsdb_t *db, unsigned slot);
+/* Queriers: while any is open, truncation does not start (as Prometheus waits for readers). */
+unsigned head_query_guard_read_lock(tsdb_t *db);
+void head_query_guard_read_unlock(tsdb_t *db, unsigned slot);
+
+/* Checks and appends a sample to s; the caller holds s's stripe lock (or owns s during replay).
+ * Returns why it was not stored, or TSDB_REJECT_NONE (also for an identical repeat). */
+tsdb_reject_t head_series_append(tsdb_t *db, tsdb_series_t *s, int64_t t, double v,
+                                 int64_t min_valid);
+/* Widens the head's time range. */
+void head_note_time(tsdb_t *db, int64_t min_t, int64_t max_t);
+/* Bytes of the files in the data directory's subdirectory sub. */
+uint64_t head_directory_bytes(tsdb_t *db, const char *sub);
+
+/* replay.c: encodes a batch's Series record (for series not yet logged; empty if none) and
+ * Samples record. */
+void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_t count,
+                              buf_t *series_rec, buf_t *samples_rec);
+/* replay.c: a Truncate record for min_time into rec (>= 11 bytes); returns its length. */
+size_t wal_record_encode_truncate(uint8_t *rec, int64_t min_time);
+/* replay.c: loads chunks_head/ (opening db->chunks) and replays the WAL into the head,
+ * repairing a torn or corrupt tail. */
+int head_replay(tsdb_t *db, cairn_error_t *err);
+
+/* WAL record types written by the head (docs/format/wal.md). */
+enum {
+    WAL_RECORD_SERIES = 1,
+    WAL_RECORD_SAMPLES = 2,
+    WAL_RECORD_TRUNCATE = 3,
+};
+
+#endif /* CAIRN_TSDB_HEAD_H */

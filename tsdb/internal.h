@@ -1,0 +1,128 @@
+/*
+ * tsdb/internal.h: the head's data structures, shared by the files of tsdb/ only.
+ *
+ *   symbols.c   interned strings with reference counts (label names and values)
+ *   series.c    series objects, the striped label-hash map, the ref table, postings
+ *   head.c      the database: open/close, appender, commit, chunk cutting, truncation
+ *   replay.c    WAL record encoding/decoding and parallel replay
+ *
+ * Locks, in the order they may be taken (never the reverse):
+ *   1. db->guard (a sharded reader lock): appenders and queriers hold a read side while they
+ *      hold series pointers; truncation takes the write side only to free unlinked series.
+ *   2. an append stripe lock (db->append_stripes[ref & mask]): a series' chunk state and
+ *      sealed-chunk list. A commit takes each stripe it touches once.
+ *   3. a map stripe lock (series_map stripes, by label hash): series lookup and creation.
+ *   4. a postings stripe lock, the symbol table's stripe locks, the chunk file mutex, the
+ *      WAL's mutex: leaves, taken alone for short critical sections.
+ */
+#ifndef CAIRN_TSDB_INTERNAL_H
+#define CAIRN_TSDB_INTERNAL_H
+
+#include <pthread.h>
+
+#include "tsdb/chunk_pool.h"
+#include "tsdb/chunk_xor.h"
+#include "tsdb/tsdb.h"
+#include "tsdb/wal.h"
+
+/* ---- symbols ------------------------------------------------------------------------------ */
+
+typedef struct symbols symbols_t;
+
+symbols_t *symbols_new(void);
+void symbols_free(symbols_t *syms);
+/* Interns len bytes of s and takes a reference; returns the symbol id (>= 1). Thread-safe. */
+uint32_t symbols_intern(symbols_t *syms, const char *s, size_t len);
+/* Takes another reference to an existing id. */
+void symbols_retain(symbols_t *syms, uint32_t id);
+/* Drops a reference; the symbol is freed when none are left. Thread-safe. */
+void symbols_release(symbols_t *syms, uint32_t id);
+/* The string of a live id (NUL-terminated, stable while referenced). Lock-free. */
+const char *symbols_string(const symbols_t *syms, uint32_t id);
+/* The id of s if it is interned (no reference taken), else 0. Thread-safe. */
+uint32_t symbols_find(symbols_t *syms, const char *s, size_t len);
+/* Number of live symbols and their string bytes. */
+void symbols_stats(symbols_t *syms, uint64_t *count, uint64_t *bytes);
+
+/* ---- series ------------------------------------------------------------------------------- */
+
+/* A sealed chunk, written to a chunks_head file. */
+typedef struct chunk_meta {
+    uint64_t ref; /* file number << 32 | offset of the chunk's record in the file */
+    int64_t min_t;
+    int64_t max_t;
+} chunk_meta_t;
+
+typedef struct tsdb_series {
+    tsdb_ref_t ref;
+    uint64_t hash;                 /* of the label set (xxh3 of name\xffvalue\xff...) */
+    struct tsdb_series *next_free; /* on the truncation's free list */
+    /* Protected by the series' append stripe lock: */
+    xor_appender_t app;   /* open chunk; app.buf == NULL when there is none */
+    int64_t chunk_min_t;  /* first timestamp of the open chunk */
+    int64_t next_at;      /* cut the open chunk at or after this timestamp */
+    chunk_meta_t *sealed; /* sealed chunks, oldest first */
+    uint32_t sealed_count;
+    uint32_t sealed_cap;
+    /* Readable without the lock (relaxed atomics): */
+    _Atomic int64_t max_t;        /* newest sample's timestamp, INT64_MIN when none */
+    _Atomic uint64_t last_v;      /* newest sample's value bits */
+    _Atomic uint8_t wal_logged;   /* a Series record for it is in the WAL */
+    _Atomic uint8_t deleted_flag; /* unlinked by truncation (set under the stripe lock) */
+    uint16_t label_count;
+    uint32_t labels[]; /* 2 * label_count symbol ids: name, value, sorted by name */
+} tsdb_series_t;
+
+/* Per-label-set input after sorting and validation. */
+typedef struct label_input {
+    const tsdb_label_t *labels; /* sorted by name */
+    size_t count;
+    uint64_t hash;
+} label_input_t;
+
+typedef struct series_map series_map_t;
+
+series_map_t *series_map_new(symbols_t *syms, unsigned stripes);
+void series_map_free(series_map_t *map);
+
+/* Finds the series with these labels, or creates it with a new reference (registered in the
+ * ref table and the postings). *created tells which. Thread-safe. */
+tsdb_series_t *series_map_get_or_create(series_map_t *map, const label_input_t *in, bool *created);
+/* Creates a series with a given reference (WAL replay); returns the existing one if the
+ * labels exist already (then its ref may differ). */
+tsdb_series_t *series_map_create_with_ref(series_map_t *map, const label_input_t *in,
+                                          tsdb_ref_t ref);
+/* Lock-free lookup by reference; NULL if unknown or deleted. */
+tsdb_series_t *series_map_by_ref(series_map_t *map, tsdb_ref_t ref);
+/* Highest reference handed out so far. */
+tsdb_ref_t series_map_max_ref(series_map_t *map);
+/* Unlinks a series from the label map, the ref table and the postings. The memory stays
+ * valid until series_free. */
+void series_map_unlink(series_map_t *map, tsdb_series_t *s);
+/* Frees ref-table pages whose references were all issued and unlinked. Only under the head's
+ * guard write side. */
+void series_map_reclaim_pages(series_map_t *map);
+/* Frees an unlinked series and releases its symbols. */
+void series_free(series_map_t *map, tsdb_series_t *s);
+/* Number of live series. */
+uint64_t series_map_count(series_map_t *map);
+
+/* Postings: the sorted references of the series with label name=value. Copies into *out
+ * (caller frees with cairn_free) and returns the count. Thread-safe. */
+size_t postings_get(series_map_t *map, uint32_t name_id, uint32_t value_id, tsdb_ref_t **out);
+/* All value ids of a label name (unsorted). Caller frees. */
+size_t postings_values(series_map_t *map, uint32_t name_id, uint32_t **out);
+/* All label name ids. Caller frees. */
+size_t postings_names(series_map_t *map, uint32_t **out);
+/* The references of all live series, sorted. Caller frees. */
+size_t postings_all(series_map_t *map, tsdb_ref_t **out);
+symbols_t *series_map_symbols(series_map_t *map);
+
+/* Validates, sorts (a copy into sorted[], which must hold count entries) and hashes a label
+ * set. Returns TSDB_REJECT_NONE or TSDB_REJECT_INVALID_LABELS with a message in err. */
+tsdb_reject_t labels_prepare(const tsdb_label_t *labels, size_t count, const tsdb_limits_t *limits,
+                             tsdb_label_t *sorted, label_input_t *out, cairn_error_t *err);
+/* Hash of a sorted label set, as labels_prepare computes it. */
+uint64_t labels_hash(const tsdb_label_t *sorted, size_t count);
+
+#endif /* CAIRN_TSDB_INTERNAL_H */

@@ -1,0 +1,672 @@
+/*
+ * tsdb/replay.c: the head's WAL records, and rebuilding the head from chunks_head/ and the WAL
+ * when the database opens.
+ *
+ * Records (docs/format/wal.md). Varints are LEB128; "svarint" is zig-zag encoded.
+ *   Series  (1): uvarint count, then per series: uvarint ref, uvarint label count, then per
+ *                label uvarint length + name bytes, uvarint length + value bytes.
+ *   Samples (2): uvarint count, svarint base time, then per sample: svarint (ref - previous
+ *                ref, starting from 0), svarint (t - base time), value: uvarint x where an even
+ *                x is an integral value (svarint of the integer shifted left by one) and x = 1
+ *                is followed by the 8 raw bytes (little-endian) of any other double.
+ * Counters and most gauges are integral, so a sample of a scrape usually takes 3 to 6 bytes
+ * before snappy, against Prometheus's 10+ (its record always stores 8 value bytes).
+ *
+ * Replay. Chunks in chunks_head/ are collected first (per series, the sealed chunks and their
+ * newest time). The WAL is then read in order on this thread: Series records create series
+ * (with their old references) and attach their sealed chunks; Samples records are decoded and
+ * handed in batches to worker threads, one series always to the same worker (ref % workers),
+ * so workers append without locks and a series' samples stay in WAL order. Samples at or
+ * before a series' newest sealed time are already on disk and skipped. A torn or corrupt tail
+ * stops the replay with a warning and is truncated (wal_repair); what came before is kept.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "tsdb/head.h"
+
+#define REPLAY_BATCH 4096
+#define REPLAY_QUEUE 16
+
+/* ---- varints --------------------------------------------------------------------------------- */
+
+static void put_uvarint(buf_t *b, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        tmp[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    tmp[n++] = (uint8_t)v;
+    buf_append(b, tmp, n);
+}
+
+static inline uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline uint8_t *put_uvarint_raw(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* The value code of a Samples record (see the file comment). */
+static inline uint8_t *put_value_raw(uint8_t *p, double v)
+{
+    if (v >= -9007199254740992.0 && v <= 9007199254740992.0) {
+        int64_t i = (int64_t)v;
+        if ((double)i == v && !(i == 0 && signbit(v)))
+            return put_uvarint_raw(p, zigzag(i) << 1);
+    }
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof(bits));
+    *p++ = 1;
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(bits >> (8 * i));
+    return p;
+}
+
+typedef struct reader {
+    const uint8_t *p, *end;
+    bool bad;
+} reader_t;
+
+static uint64_t get_uvarint(reader_t *r)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end) {
+            r->bad = true;
+            return 0;
+        }
+        uint8_t b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    r->bad = true;
+    return 0;
+}
+
+static int64_t get_svarint(reader_t *r)
+{
+    uint64_t u = get_uvarint(r);
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+/* ---- encoding -------------------------------------------------------------------------------- */
+
+static double get_value(reader_t *r)
+{
+    uint64_t x = get_uvarint(r);
+    if (!(x & 1)) {
+        uint64_t z = x >> 1;
+        return (double)((int64_t)(z >> 1) ^ -(int64_t)(z & 1));
+    }
+    if (x != 1 || r->end - r->p < 8) {
+        r->bad = true;
+        return 0;
+    }
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++)
+        bits |= (uint64_t)r->p[i] << (8 * i);
+    r->p += 8;
+    double v;
+    memcpy(&v, &bits, sizeof(v));
+    return v;
+}
+
+void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_t count,
+                              buf_t *series_rec, buf_t *samples_rec)
+{
+    buf_reset(series_rec);
+    buf_reset(samples_rec);
+    /* Series not yet in the WAL. A series appearing twice in the batch is logged twice; replay
+     * treats the repeat as a no-op. */
+    size_t unlogged = 0;
+    for (size_t i = 0; i < count; i++)
+        if (!atomic_load_explicit(&samples[i].series->wal_logged, memory_order_acquire))
+            unlogged++;
+    if (unlogged) {
+        buf_append_char(series_rec, WAL_RECORD_SERIES);
+        put_uvarint(series_rec, unlogged);
+        for (size_t i = 0; i < count; i++) {
+            const tsdb_series_t *s = samples[i].series;
+            if (atomic_load_explicit(&s->wal_logged, memory_order_acquire))
+                continue;
+            put_uvarint(series_rec, s->ref);
+            put_uvarint(series_rec, s->label_count);
+            for (size_t l = 0; l < 2u * s->label_count; l++) {
+                const char *str = symbols_string(db->syms, s->labels[l]);
+                size_t len = strlen(str);
+                put_uvarint(series_rec, len);
+                buf_append(series_rec, str, len);
+            }
+        }
+    }
+    /* Worst case per sample: three 10-byte varints (ref, time, value) or 9 raw value bytes. */
+    buf_reserve(samples_rec, 1 + 10 + 10 + count * 30);
+    uint8_t *p = (uint8_t *)samples_rec->data + samples_rec->len;
+    *p++ = WAL_RECORD_SAMPLES;
+    p = put_uvarint_raw(p, count);
+    int64_t base = samples[0].t;
+    p = put_uvarint_raw(p, zigzag(base));
+    tsdb_ref_t prev = 0;
+    for (size_t i = 0; i < count; i++) {
+        tsdb_ref_t ref = samples[i].series->ref;
+        p = put_uvarint_raw(p, zigzag((int64_t)(ref - prev)));
+        prev = ref;
+        p = put_uvarint_raw(p, zigzag(samples[i].t - base));
+        p = put_value_raw(p, samples[i].v);
+    }
+    samples_rec->len = (size_t)(p - (uint8_t *)samples_rec->data);
+    samples_rec->data[samples_rec->len] = '\0';
+}
+
+size_t wal_record_encode_truncate(uint8_t *rec, int64_t min_time)
+{
+    rec[0] = WAL_RECORD_TRUNCATE;
+    return (size_t)(put_uvarint_raw(rec + 1, zigzag(min_time)) - rec);
+}
+
+/* ---- chunks_head collection ---------------------------------------------------------------- */
+
+typedef struct mmapped_chunk {
+    tsdb_ref_t series;
+    chunk_meta_t meta;
+} mmapped_chunk_t;
+
+typedef struct chunk_collector {
+    mmapped_chunk_t *items;
+    size_t count, cap;
+} chunk_collector_t;
+
+static void collect_chunk(void *ctx, const head_chunk_info_t *c)
+{
+    chunk_collector_t *cc = ctx;
+    if (c->encoding != 1)
+        return;
+    if (cc->count == cc->cap) {
+        cc->cap = cc->cap ? cc->cap * 2 : 1024;
+        cc->items = cairn_realloc(cc->items, cc->cap * sizeof(*cc->items));
+    }
+    cc->items[cc->count++] = (mmapped_chunk_t){c->series_ref, {c->chunk_ref, c->min_t, c->max_t}};
+}
+
+static int compare_mmapped(const void *a, const void *b)
+{
+    const mmapped_chunk_t *x = a, *y = b;
+    if (x->series != y->series)
+        return x->series < y->series ? -1 : 1;
+    return x->meta.min_t < y->meta.min_t ? -1 : x->meta.min_t > y->meta.min_t;
+}
+
+/* Attaches the collected chunks of ref to s (once). */
+static void attach_chunks(tsdb_t *db, chunk_collector_t *cc, tsdb_ref_t ref, tsdb_series_t *s)
+{
+    size_t lo = 0, hi = cc->count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cc->items[mid].series < ref)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t n = 0;
+    while (lo + n < cc->count && cc->items[lo + n].series == ref)
+        n++;
+    /* Chunks a replayed truncation dropped (their files are gone) stay out. */
+    int64_t floor_t = atomic_load_explicit(&db->truncated_before, memory_order_relaxed);
+    while (n && cc->items[lo].meta.max_t < floor_t)
+        lo++, n--;
+    if (!n || s->sealed_count)
+        return;
+    s->sealed = cairn_malloc(n * sizeof(chunk_meta_t));
+    s->sealed_cap = s->sealed_count = (uint32_t)n;
+    for (size_t i = 0; i < n; i++)
+        s->sealed[i] = cc->items[lo + i].meta;
+    int64_t max_t = s->sealed[n - 1].max_t;
+    atomic_store_explicit(&s->max_t, max_t, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->chunks_sealed, n, memory_order_relaxed);
+    head_note_time(db, s->sealed[0].min_t, max_t);
+}
+
+/* ---- workers ----------------------------------------------------------------------------------
+ */
+
+typedef struct replay_batch {
+    size_t count;
+    struct {
+        tsdb_series_t *series;
+        int64_t t;
+        double v;
+    } samples[REPLAY_BATCH];
+} replay_batch_t;
+
+typedef struct replay_worker {
+    struct replay_shared *shared;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    replay_batch_t *queue[REPLAY_QUEUE];
+    size_t head, tail; /* ring indices; tail - head = queued */
+    bool done;
+    replay_batch_t *filling; /* owned by the reader thread */
+    uint64_t applied, skipped;
+    int64_t min_t, max_t;
+} replay_worker_t;
+
+typedef struct replay_shared {
+    tsdb_t *db;
+    pthread_mutex_t free_lock;
+    replay_batch_t *free_list[REPLAY_QUEUE * 64];
+    size_t free_count;
+} replay_shared_t;
+
+static replay_batch_t *batch_get(replay_shared_t *sh)
+{
+    pthread_mutex_lock(&sh->free_lock);
+    replay_batch_t *b = sh->free_count ? sh->free_list[--sh->free_count] : NULL;
+    pthread_mutex_unlock(&sh->free_lock);
+    if (!b)
+        b = cairn_malloc(sizeof(*b));
+    b->count = 0;
+    return b;
+}
+
+static void batch_put(replay_shared_t *sh, replay_batch_t *b)
+{
+    pthread_mutex_lock(&sh->free_lock);
+    if (sh->free_count < CAIRN_ARRAY_LEN(sh->free_list)) {
+        sh->free_list[sh->free_count++] = b;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&sh->free_lock);
+    cairn_free(b);
+}
+
+static void apply_batch(replay_worker_t *w, replay_batch_t *b)
+{
+    tsdb_t *db = w->shared->db;
+    for (size_t i = 0; i < b->count; i++) {
+        if (head_series_append(db, b->samples[i].series, b->samples[i].t, b->samples[i].v,
+                               INT64_MIN) == TSDB_REJECT_NONE) {
+            w->applied++;
+            if (b->samples[i].t < w->min_t)
+                w->min_t = b->samples[i].t;
+            if (b->samples[i].t > w->max_t)
+                w->max_t = b->samples[i].t;
+        } else {
+            w->skipped++;
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    replay_worker_t *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (w->head == w->tail && !w->done)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (w->head == w->tail)
+            break;
+        replay_batch_t *b = w->queue[w->head % REPLAY_QUEUE];
+        w->head++;
+        pthread_cond_broadcast(&w->cond); /* room for the reader */
+        pthread_mutex_unlock(&w->lock);
+        apply_batch(w, b);
+        batch_put(w->shared, b);
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static void worker_push(replay_worker_t *w, replay_batch_t *b)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->tail - w->head == REPLAY_QUEUE)
+        pthread_cond_wait(&w->cond, &w->lock);
+    w->queue[w->tail % REPLAY_QUEUE] = b;
+    w->tail++;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* ---- the replay ---------------------------------------------------------------------------------
+ */
+
+typedef struct replay {
+    tsdb_t *db;
+    chunk_collector_t chunks;
+    replay_shared_t shared;
+    replay_worker_t *workers;
+    size_t worker_count;
+    tsdb_label_t *labels;
+    size_t labels_cap;
+    char *strings; /* scratch copy of a series' strings, NUL-terminated */
+    size_t strings_cap;
+    uint64_t series_records, sample_records, unknown_ref_samples, decoded;
+    int64_t truncate_to; /* highest Truncate record seen */
+    /* References the WAL names that map to a different live series (same labels). */
+    tsdb_ref_t *remap_from;
+    tsdb_series_t **remap_to;
+    size_t remap_count;
+} replay_t;
+
+static tsdb_series_t *replay_series_for(replay_t *rp, tsdb_ref_t ref)
+{
+    tsdb_series_t *s = series_map_by_ref(rp->db->series, ref);
+    if (s)
+        return s;
+    for (size_t i = 0; i < rp->remap_count; i++)
+        if (rp->remap_from[i] == ref)
+            return rp->remap_to[i];
+    return NULL;
+}
+
+static int replay_series_record(replay_t *rp, reader_t *r)
+{
+    uint64_t count = get_uvarint(r);
+    for (uint64_t i = 0; i < count && !r->bad; i++) {
+        tsdb_ref_t ref = get_uvarint(r);
+        uint64_t nlabels = get_uvarint(r);
+        if (r->bad || nlabels == 0 || nlabels > 65535)
+            return -EINVAL;
+        if (nlabels > rp->labels_cap) {
+            rp->labels_cap = nlabels;
+            rp->labels = cairn_realloc(rp->labels, nlabels * sizeof(tsdb_label_t));
+        }
+        /* Copy the strings so they are NUL-terminated. */
+        size_t need = 0;
+        const uint8_t *save = r->p;
+        for (uint64_t l = 0; l < 2 * nlabels && !r->bad; l++) {
+            uint64_t len = get_uvarint(r);
+            if (len > (uint64_t)(r->end - r->p)) {
+                r->bad = true;
+                break;
+            }
+            r->p += len;
+            need += len + 1;
+        }
+        if (r->bad)
+            return -EINVAL;
+        if (need > rp->strings_cap) {
+            rp->strings_cap = need * 2;
+            rp->strings = cairn_realloc(rp->strings, rp->strings_cap);
+        }
+        r->p = save;
+        char *out = rp->strings;
+        for (uint64_t l = 0; l < 2 * nlabels; l++) {
+            uint64_t len = get_uvarint(r);
+            memcpy(out, r->p, len);
+            out[len] = '\0';
+            r->p += len;
+            if (l % 2 == 0)
+                rp->labels[l / 2].name = out;
+            else
+                rp->labels[l / 2].value = out;
+            out += len + 1;
+        }
+        if (replay_series_for(rp, ref))
+            continue; /* logged again by a later batch */
+        tsdb_label_t *sorted = cairn_malloc(nlabels * sizeof(tsdb_label_t));
+        label_input_t in;
+        cairn_error_t err;
+        tsdb_limits_t no_limits = {0};
+        if (labels_prepare(rp->labels, nlabels, &no_limits, sorted, &in, &err) !=
+            TSDB_REJECT_NONE) {
+            cairn_free(sorted);
+            LOG_WARN("Skipping a series with invalid labels in the WAL", "ref=%llu err=%s",
+                     (unsigned long long)ref, log_quote(err.message));
+            continue;
+        }
+        tsdb_series_t *s = series_map_create_with_ref(rp->db->series, &in, ref);
+        cairn_free(sorted);
+        atomic_store_explicit(&s->wal_logged, 1, memory_order_relaxed);
+        if (s->ref != ref) {
+            rp->remap_from =
+                cairn_realloc(rp->remap_from, (rp->remap_count + 1) * sizeof(tsdb_ref_t));
+            rp->remap_to =
+                cairn_realloc(rp->remap_to, (rp->remap_count + 1) * sizeof(tsdb_series_t *));
+            rp->remap_from[rp->remap_count] = ref;
+            rp->remap_to[rp->remap_count++] = s;
+        }
+        attach_chunks(rp->db, &rp->chunks, ref, s);
+    }
+    rp->series_records++;
+    return r->bad ? -EINVAL : 0;
+}
+
+static void dispatch(replay_t *rp, tsdb_series_t *s, int64_t t, double v)
+{
+    replay_worker_t *w = &rp->workers[s->ref % rp->worker_count];
+    if (!w->filling)
+        w->filling = batch_get(&rp->shared);
+    replay_batch_t *b = w->filling;
+    b->samples[b->count].series = s;
+    b->samples[b->count].t = t;
+    b->samples[b->count].v = v;
+    if (++b->count == REPLAY_BATCH) {
+        if (rp->worker_count == 1) { /* no worker threads: apply here */
+            apply_batch(w, b);
+            b->count = 0;
+        } else {
+            worker_push(w, b);
+            w->filling = NULL;
+        }
+    }
+}
+
+static int replay_samples_record(replay_t *rp, reader_t *r)
+{
+    uint64_t count = get_uvarint(r);
+    int64_t base = get_svarint(r);
+    tsdb_ref_t ref = 0;
+    for (uint64_t i = 0; i < count && !r->bad; i++) {
+        ref += (tsdb_ref_t)get_svarint(r);
+        int64_t t = base + get_svarint(r);
+        double v = get_value(r);
+        if (r->bad)
+            break;
+        tsdb_series_t *s = replay_series_for(rp, ref);
+        if (!s) {
+            rp->unknown_ref_samples++;
+            continue;
+        }
+        rp->decoded++;
+        dispatch(rp, s, t, v);
+    }
+    rp->sample_records++;
+    return r->bad ? -EINVAL : 0;
+}
+
+/* A Truncate record. Live truncation is not atomic with commits (a commit logged after the
+ * record may have applied before truncation looked at its series), so replaying it at this
+ * point could drop such a commit's samples. Instead the floor is raised here and one real
+ * truncation runs when the replay is done: the result never holds less than the live head did
+ * (at most a few samples older than the floor that live truncation happened to drop). */
+static int replay_truncate_record(replay_t *rp, reader_t *r)
+{
+    int64_t min_time = get_svarint(r);
+    if (r->bad)
+        return -EINVAL;
+    if (min_time > rp->truncate_to)
+        rp->truncate_to = min_time;
+    return 0;
+}
+
+static int replay_wal(replay_t *rp, const char *wal_dir, cairn_error_t *err)
+{
+    uint32_t first, last;
+    int n = wal_segment_range(wal_dir, &first, &last);
+    if (n <= 0)
+        return n < 0 && n != -ENOENT ? cairn_error_set(err, n, "list WAL segments in %s: %s",
+                                                       wal_dir, cairn_strerror(n))
+                                     : 0;
+    wal_reader_options_t ro = {.dir = wal_dir, .first_segment = first, .last_segment = last};
+    wal_reader_t *reader = wal_reader_open(&ro, err);
+    if (!reader)
+        return -EIO;
+    const uint8_t *rec;
+    size_t len;
+    cairn_error_t rerr = {{0}};
+    int rc;
+    while ((rc = wal_reader_next(reader, &rec, &len, &rerr)) > 0) {
+        reader_t r = {rec + 1, rec + len, false};
+        int bad = 0;
+        switch (rec[0]) {
+        case WAL_RECORD_SERIES: bad = replay_series_record(rp, &r); break;
+        case WAL_RECORD_SAMPLES: bad = replay_samples_record(rp, &r); break;
+        case WAL_RECORD_TRUNCATE: bad = replay_truncate_record(rp, &r); break;
+        default: break; /* a record type from a newer version: skip */
+        }
+        if (bad) {
+            wal_position_t pos = wal_reader_position(reader);
+            LOG_WARN("Skipping a malformed WAL record", "segment=%u offset=%llu type=%u",
+                     pos.segment, (unsigned long long)pos.offset, rec[0]);
+        }
+    }
+    if (rc < 0) {
+        wal_position_t pos = wal_reader_position(reader);
+        LOG_WARN("WAL is torn or corrupt; keeping what came before and truncating the rest",
+                 "err=%s segment=%u offset=%llu", log_quote(rerr.message), pos.segment,
+                 (unsigned long long)pos.offset);
+        cairn_error_t repair_err = {{0}};
+        if (wal_repair(wal_dir, pos, &repair_err) < 0) {
+            wal_reader_free(reader);
+            return cairn_error_set(err, -EIO, "repairing the WAL failed: %s", repair_err.message);
+        }
+    }
+    wal_reader_free(reader);
+    return 0;
+}
+
+int head_replay(tsdb_t *db, cairn_error_t *err)
+{
+    double start = time_monotonic_seconds();
+    replay_t rp = {.db = db, .truncate_to = INT64_MIN};
+    pthread_mutex_init(&rp.shared.free_lock, NULL);
+    rp.shared.db = db;
+
+    char *chunks_dir = cairn_sprintf("%s/chunks_head", db->path);
+    db->chunks = head_chunks_open(chunks_dir, collect_chunk, &rp.chunks, err);
+    cairn_free(chunks_dir);
+    if (!db->chunks) {
+        pthread_mutex_destroy(&rp.shared.free_lock);
+        return -EIO;
+    }
+    qsort(rp.chunks.items, rp.chunks.count, sizeof(*rp.chunks.items), compare_mmapped);
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    rp.worker_count =
+        db->opts.replay_threads ? db->opts.replay_threads : (size_t)(cores > 1 ? cores : 1);
+    rp.workers = cairn_calloc(rp.worker_count, sizeof(*rp.workers));
+    for (size_t i = 0; i < rp.worker_count; i++) {
+        replay_worker_t *w = &rp.workers[i];
+        w->shared = &rp.shared;
+        w->min_t = INT64_MAX;
+        w->max_t = INT64_MIN;
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->cond, NULL);
+        if (rp.worker_count > 1 && pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            CAIRN_PANIC("cannot start a WAL replay thread");
+    }
+
+    char *wal_dir = cairn_sprintf("%s/wal", db->path);
+    int rc = replay_wal(&rp, wal_dir, err);
+    cairn_free(wal_dir);
+
+    uint64_t applied = 0, skipped = 0;
+    for (size_t i = 0; i < rp.worker_count; i++) {
+        replay_worker_t *w = &rp.workers[i];
+        if (w->filling && w->filling->count) {
+            if (rp.worker_count > 1)
+                worker_push(w, w->filling);
+            else {
+                apply_batch(w, w->filling);
+                batch_put(&rp.shared, w->filling);
+            }
+        } else if (w->filling) {
+            batch_put(&rp.shared, w->filling);
+        }
+        w->filling = NULL;
+        if (rp.worker_count > 1) {
+            pthread_mutex_lock(&w->lock);
+            w->done = true;
+            pthread_cond_broadcast(&w->cond);
+            pthread_mutex_unlock(&w->lock);
+            pthread_join(w->thread, NULL);
+        }
+        applied += w->applied;
+        skipped += w->skipped;
+        if (w->max_t != INT64_MIN)
+            head_note_time(db, w->min_t, w->max_t);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+    }
+    /* Sealing during replay buffered chunk writes. */
+    head_chunks_flush(db->chunks);
+    if (rc == 0 && rp.truncate_to != INT64_MIN)
+        tsdb_truncate(db, rp.truncate_to); /* no WAL open yet: nothing is logged */
+    for (size_t i = 0; i < rp.shared.free_count; i++)
+        cairn_free(rp.shared.free_list[i]);
+    pthread_mutex_destroy(&rp.shared.free_lock);
+    cairn_free(rp.workers);
+    cairn_free(rp.chunks.items);
+    cairn_free(rp.labels);
+    cairn_free(rp.strings);
+    cairn_free(rp.remap_from);
+    cairn_free(rp.remap_to);
+
+    double seconds = time_monotonic_seconds() - start;
+    db->replayed_samples = rp.decoded;
+    db->replay_applied = applied;
+    db->replay_seconds = seconds;
+    atomic_fetch_add_explicit(&db->samples_appended, applied, memory_order_relaxed);
+    if (rp.series_records || rp.sample_records || rp.chunks.count)
+        LOG_INFO("WAL replay completed",
+                 "duration=%.3fs series=%llu samples_read=%llu samples_per_second=%.0f "
+                 "applied=%llu already_in_chunks=%llu unknown_series_samples=%llu "
+                 "sealed_chunks=%zu workers=%zu",
+                 seconds, (unsigned long long)series_map_count(db->series),
+                 (unsigned long long)rp.decoded, seconds > 0 ? (double)rp.decoded / seconds : 0.0,
+                 (unsigned long long)applied, (unsigned long long)skipped,
+                 (unsigned long long)rp.unknown_ref_samples, rp.chunks.count, rp.worker_count);
+    return rc;
+}
+
+uint64_t head_directory_bytes(tsdb_t *db, const char *sub)
+{
+    char *dir = cairn_sprintf("%s/%s", db->path, sub);
+    uint64_t total = 0;
+    DIR *d = opendir(dir);
+    if (d) {
+        for (struct dirent *e; (e = readdir(d));) {
+            if (e->d_name[0] == '.')
+                continue;
+            char *path = cairn_sprintf("%s/%s", dir, e->d_name);
+            struct stat st;
+            if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+                total += (uint64_t)st.st_size;
+            cairn_free(path);
+        }
+        closedir(d);
+    }
+    cairn_free(dir);
+    return total;
+}
