@@ -7,5 +7,6 @@
 
 int bench_write_main(int argc, char **argv);
 int bench_labels_main(int argc, char **argv);
+int bench_reopen_main(int argc, char **argv);
 
 #endif /* CAIRN_TOOLS_BENCH_H */

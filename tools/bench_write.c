@@ -5,13 +5,15 @@
  *   - label sets come from a JSON-lines file (one flat object per line, the format of
  *     Prometheus's 20kseries.json); the first --metrics of them are used;
  *   - series are split into shards of 1000; for each scrape, every shard appends one sample
- *     per series (value starting at 123456789, +1000 per scrape, timestamps 30 s apart) through
+ *     per series (value 123456789 at the start of each round of 100 scrapes, +1000 per scrape,
+ *     timestamps 30 s apart) through
  *     one appender and commits, so a commit is a batch of up to 1000 samples;
  *   - scrapes run in rounds of 100; each round spreads the shards over --threads worker
  *     threads and waits for all of them (as promtool's goroutines do), so timestamps across
  *     shards never drift more than a round apart.
  * It prints ingestion throughput, peak RSS, RSS per series and chunk/WAL bytes per sample,
- * then closes the database, reopens it and prints the WAL replay time.
+ * then closes the database, reopens it in a new process and prints the WAL replay time and
+ * that process's peak RSS.
  *
  * bench labels writes such a file with realistic node-exporter-like label sets.
  */
@@ -23,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tools/bench.h"
@@ -200,6 +203,9 @@ typedef struct bench {
 static void shard_scrapes(bench_t *b, tsdb_appender_t *app, shard_t *sh)
 {
     int64_t t = b->round_base_t;
+    /* promtool builds its samples afresh for every round of 100 scrapes, so values restart
+     * at 123456789 each round; the same here, so both encode identical data. */
+    sh->value = 123456789;
     for (int i = 0; i < b->round_scrapes; i++) {
         t += SCRAPE_INTERVAL_MS;
         sh->value += 1000;
@@ -383,26 +389,70 @@ int bench_write_main(int argc, char **argv)
     tsdb_close(db);
     double close_s = time_monotonic_seconds() - close_start;
 
-    double open_start = time_monotonic_seconds();
-    db = tsdb_open(&opts, &err);
-    double open_s = time_monotonic_seconds() - open_start;
-    if (!db) {
-        fprintf(stderr, "cairn-tool: reopen: %s\n", err.message);
+    /* A restart is a new process: `cairn-tool bench reopen` in a fresh exec, so its figures
+     * are not mixed with this process's memory. */
+    fflush(stdout);
+    char close_arg[64];
+    snprintf(close_arg, sizeof(close_arg), "--close-seconds=%.3f", close_s);
+    char out_arg[4200];
+    snprintf(out_arg, sizeof(out_arg), "--out=%s", out_dir);
+    pid_t child = fork();
+    if (child == 0) {
+        execl("/proc/self/exe", "cairn-tool", "bench", "reopen", out_arg, close_arg,
+              compress ? "--wal-compression" : "--no-wal-compression", (char *)NULL);
+        _exit(127);
+    }
+    int child_status = 1;
+    if (child < 0 || waitpid(child, &child_status, 0) < 0 || !WIFEXITED(child_status) ||
+        WEXITSTATUS(child_status) != 0) {
+        fprintf(stderr, "cairn-tool: the reopening process failed\n");
         return 1;
     }
-    tsdb_stats(db, &st);
-    printf("restart: close %.3f s, open %.3f s; WAL replay %.3f s: %llu samples, %.0f "
-           "samples/s (%llu appended, the rest already in sealed chunks); %llu series\n",
-           close_s, open_s, st.replay_seconds, (unsigned long long)st.replayed_samples,
-           st.replay_seconds > 0 ? (double)st.replayed_samples / st.replay_seconds : 0.0,
-           (unsigned long long)st.replay_applied, (unsigned long long)st.series);
-    tsdb_close(db);
 
     for (size_t i = 0; i < b.shard_count; i++)
         cairn_free(b.shards[i].refs);
     cairn_free(b.shards);
     cairn_free(tids);
     label_sets_free(sets, loaded);
+    return 0;
+}
+
+/* ---- bench reopen: the restart half of bench write, in its own process ----------------- */
+
+int bench_reopen_main(int argc, char **argv)
+{
+    const char *out_dir = "benchout";
+    double close_s = 0;
+    bool compress = true;
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--out=", 6) == 0)
+            out_dir = argv[i] + 6;
+        else if (strncmp(argv[i], "--close-seconds=", 16) == 0)
+            close_s = atof(argv[i] + 16);
+        else if (strcmp(argv[i], "--no-wal-compression") == 0)
+            compress = false;
+    }
+    tsdb_open_options_t opts;
+    tsdb_open_options_init(&opts, out_dir);
+    opts.wal_compress = compress;
+    opts.head_window_ms = INT64_MAX / 4; /* keep what bench write kept */
+    cairn_error_t err = {{0}};
+    double open_start = time_monotonic_seconds();
+    tsdb_t *db = tsdb_open(&opts, &err);
+    double open_s = time_monotonic_seconds() - open_start;
+    if (!db) {
+        fprintf(stderr, "cairn-tool: reopen: %s\n", err.message);
+        return 1;
+    }
+    tsdb_stats_t st;
+    tsdb_stats(db, &st);
+    printf("restart: close %.3f s, open %.3f s; WAL replay %.3f s: %llu samples, %.0f "
+           "samples/s (%llu appended, the rest already in sealed chunks); %llu series\n",
+           close_s, open_s, st.replay_seconds, (unsigned long long)st.replayed_samples,
+           st.replay_seconds > 0 ? (double)st.replayed_samples / st.replay_seconds : 0.0,
+           (unsigned long long)st.replay_applied, (unsigned long long)st.series);
+    printf("restart: peak RSS of the reopened process %.1f MiB\n", peak_rss_kib() / 1024.0);
+    tsdb_close(db);
     return 0;
 }
 

@@ -56,6 +56,10 @@ static const subcommand_t subcommands[] = {
      "[--metrics=N] [--scrapes=N] [--threads=N] FILE",
      "Append promtool's bench write workload to a fresh head; print throughput, memory, "
      "bytes per sample and WAL replay speed."},
+    {{"bench", "reopen"},
+     bench_reopen_main,
+     "[--out=DIR]",
+     "Open a directory written by bench write and print its WAL replay figures."},
     {{"bench", "labels"},
      bench_labels_main,
      "[--series=N] --out=FILE",

@@ -13,6 +13,15 @@
  *   4. writes the chunks sealed in step 3 to chunks_head/ with one write.
  * A sample is acknowledged when commit returns: it is in the WAL and in memory.
  *
+ * WAL order equals apply order, per stripe. Two commits touching the same series could
+ * otherwise apply in the opposite order to their records' order in the WAL; replay would then
+ * see a series' samples in a different order than the live head did and reject, as out of
+ * order, a sample the live head had accepted and acknowledged. So when wal_log_ordered frames
+ * a commit's records (under the WAL's mutex, i.e. in log order), the commit takes a ticket for
+ * every stripe it touches, and applies to a stripe only when that stripe serves its ticket.
+ * A commit only ever waits for commits earlier in the log, so there is no cycle; commits whose
+ * stripes are not shared with an earlier, unfinished commit do not wait.
+ *
  * Chunks. A series' open chunk lives in a pooled buffer (64 B to 1 KiB, moved to the next size
  * class as it grows). It is cut as Prometheus cuts (reference §1.4): at a 2h-aligned boundary,
  * when it holds more than 1005 bytes, at 240 samples, and at an end time re-estimated when it
@@ -284,9 +293,14 @@ static int series_seal(tsdb_t *db, tsdb_series_t *s)
 
 static void series_cut(tsdb_t *db, tsdb_series_t *s, int64_t t)
 {
+    /* The new chunk starts in a buffer the size of the one it replaces: a series' chunks are
+     * about the same size, so this skips the growth copies, and since every series cuts at the
+     * same moments (2h boundaries, equal scrape intervals), it also keeps the pool from parking
+     * one spare buffer per size class per series. */
+    size_t size = s->app.buf ? s->app.cap : CHUNK_POOL_MIN_SIZE;
     series_seal(db, s);
-    uint8_t *buf = chunk_pool_get(db->pool, CHUNK_POOL_MIN_SIZE);
-    xor_appender_init(&s->app, buf, chunk_pool_class_size(CHUNK_POOL_MIN_SIZE));
+    uint8_t *buf = chunk_pool_get(db->pool, size);
+    xor_appender_init(&s->app, buf, chunk_pool_class_size(size));
     s->chunk_min_t = t;
     s->next_at = range_end(t);
     atomic_fetch_add_explicit(&db->chunks_open, 1, memory_order_relaxed);
@@ -359,6 +373,11 @@ struct tsdb_appender {
     uint32_t *order;      /* scratch: sample indices grouped by stripe */
     uint32_t *stripe_pos; /* scratch: per-stripe offsets */
     size_t order_cap;
+    uint32_t *used;    /* stripes this batch touches, ascending */
+    uint64_t *tickets; /* the batch's ticket on used[k] */
+    size_t used_count;
+    bool tickets_taken;
+    int64_t min_valid;    /* truncation floor when the batch was framed */
     tsdb_label_t *labels; /* scratch for sorting input labels */
     size_t labels_cap;
     buf_t wal_series, wal_samples;
@@ -370,6 +389,8 @@ tsdb_appender_t *tsdb_appender_new(tsdb_t *db)
     tsdb_appender_t *app = cairn_calloc(1, sizeof(*app));
     app->db = db;
     app->stripe_pos = cairn_calloc(db->stripe_mask + 2, sizeof(uint32_t));
+    app->used = cairn_calloc(db->stripe_mask + 1, sizeof(uint32_t));
+    app->tickets = cairn_calloc(db->stripe_mask + 1, sizeof(uint64_t));
     return app;
 }
 
@@ -392,6 +413,8 @@ void tsdb_appender_free(tsdb_appender_t *app)
     cairn_free(app->samples);
     cairn_free(app->order);
     cairn_free(app->stripe_pos);
+    cairn_free(app->used);
+    cairn_free(app->tickets);
     cairn_free(app->labels);
     buf_free(&app->wal_series);
     buf_free(&app->wal_samples);
@@ -500,7 +523,9 @@ static void apply_reject(tsdb_appender_t *app, const pending_sample_t *p, tsdb_r
     metric_counter_add(app->db->m_rejected[r], 1);
 }
 
-static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
+/* Groups the batch's sample indices by stripe (a stable counting sort: a series' samples stay
+ * in order) and lists the stripes used, ascending. */
+static void commit_group(tsdb_appender_t *app)
 {
     tsdb_t *db = app->db;
     size_t stripes = db->stripe_mask + 1;
@@ -508,23 +533,72 @@ static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
         app->order_cap = app->count;
         app->order = cairn_realloc(app->order, app->order_cap * sizeof(uint32_t));
     }
-    /* Counting sort of sample indices by stripe, stable (keeps a series' samples in order). */
     uint32_t *pos = app->stripe_pos;
     memset(pos, 0, (stripes + 1) * sizeof(uint32_t));
     for (size_t i = 0; i < app->count; i++)
         pos[(app->samples[i].series->ref & db->stripe_mask) + 1]++;
-    for (size_t i = 1; i <= stripes; i++)
+    app->used_count = 0;
+    for (size_t i = 1; i <= stripes; i++) {
+        if (pos[i])
+            app->used[app->used_count++] = (uint32_t)(i - 1);
         pos[i] += pos[i - 1];
+    }
     for (size_t i = 0; i < app->count; i++)
         app->order[pos[app->samples[i].series->ref & db->stripe_mask]++] = (uint32_t)i;
+}
 
-    int64_t min_valid = min_valid_time(db);
+/* The framing hook: takes this commit's place in every stripe it touches, in log order. */
+static void commit_take_tickets(void *ctx)
+{
+    tsdb_appender_t *app = ctx;
+    for (size_t k = 0; k < app->used_count; k++)
+        app->tickets[k] = app->db->stripes[app->used[k]].next_ticket++;
+    app->tickets_taken = true;
+    /* The truncation floor at this point of the log: what replay will use for this batch. */
+    app->min_valid = atomic_load_explicit(&app->db->truncated_before, memory_order_relaxed);
+}
+
+/* Locks stripe used[k] and waits for this commit's turn on it. */
+static append_stripe_t *stripe_enter(tsdb_appender_t *app, size_t k)
+{
+    append_stripe_t *st = &app->db->stripes[app->used[k]];
+    pthread_mutex_lock(&st->lock);
+    while (st->serving != app->tickets[k]) {
+        st->waiters++;
+        pthread_cond_wait(&st->turn, &st->lock);
+        st->waiters--;
+    }
+    return st;
+}
+
+static void stripe_leave(append_stripe_t *st)
+{
+    st->serving++;
+    if (st->waiters)
+        pthread_cond_broadcast(&st->turn);
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* After a failed WAL write that took tickets: let later commits through. */
+static void commit_skip_turns(tsdb_appender_t *app)
+{
+    for (size_t k = 0; k < app->used_count; k++)
+        stripe_leave(stripe_enter(app, k));
+}
+
+static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
+{
+    tsdb_t *db = app->db;
+    /* Only the truncation floor as of this batch's place in the log, so that replay, which
+     * knows nothing else, decides the same (the head's appendable window was checked when
+     * the samples were appended). */
+    int64_t min_valid = app->min_valid;
     uint64_t stored = 0;
     size_t orphans = 0; /* samples of series truncated since append, moved to order[0..] */
     size_t i = 0;
-    while (i < app->count) {
-        size_t stripe = app->samples[app->order[i]].series->ref & db->stripe_mask;
-        pthread_mutex_lock(&db->stripes[stripe].lock);
+    for (size_t k = 0; k < app->used_count; k++) {
+        size_t stripe = app->used[k];
+        append_stripe_t *st = stripe_enter(app, k);
         for (; i < app->count; i++) {
             pending_sample_t *p = &app->samples[app->order[i]];
             if ((p->series->ref & db->stripe_mask) != stripe)
@@ -545,7 +619,7 @@ static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
                 apply_reject(app, p, r);
             }
         }
-        pthread_mutex_unlock(&db->stripes[stripe].lock);
+        stripe_leave(st);
     }
     /* Re-create truncated series from their labels and append there, one lock at a time. */
     for (size_t k = 0; k < orphans; k++) {
@@ -592,10 +666,14 @@ int tsdb_appender_commit(tsdb_appender_t *app, tsdb_commit_result_t *result)
         }
         recs[n] = (const uint8_t *)app->wal_samples.data;
         lens[n++] = app->wal_samples.len;
-        rc = wal_log(db->wal, recs, lens, n, NULL);
+        commit_group(app);
+        app->tickets_taken = false;
+        rc = wal_log_ordered(db->wal, recs, lens, n, NULL, commit_take_tickets, app);
         if (rc < 0) {
             LOG_ERROR("WAL write failed; batch not acknowledged", "samples=%zu err=%s", app->count,
                       log_quote(cairn_strerror(rc)));
+            if (app->tickets_taken)
+                commit_skip_turns(app);
             tsdb_appender_rollback(app);
             return rc;
         }
@@ -622,63 +700,143 @@ int tsdb_appender_commit(tsdb_appender_t *app, tsdb_commit_result_t *result)
 
 /* ---- truncation ------------------------------------------------------------------------------ */
 
+typedef struct truncate_tickets {
+    tsdb_t *db;
+    int64_t min_time;
+    uint64_t *tickets; /* one per stripe */
+    bool taken;
+} truncate_tickets_t;
+
+/* The framing hook of the Truncate record: a turn on every stripe, in log order. */
+static void truncate_take_tickets(void *ctx)
+{
+    truncate_tickets_t *tt = ctx;
+    /* Raised here, at the record's place in the log: batches framed later use it. */
+    atomic_max_i64(&tt->db->truncated_before, tt->min_time);
+    for (size_t k = 0; k <= tt->db->stripe_mask; k++)
+        tt->tickets[k] = tt->db->stripes[k].next_ticket++;
+    tt->taken = true;
+}
+
+/* Locks stripe k and, when ticketed, waits for the truncation's turn on it. */
+static append_stripe_t *truncate_enter(tsdb_t *db, size_t k, const uint64_t *tickets)
+{
+    append_stripe_t *st = &db->stripes[k];
+    pthread_mutex_lock(&st->lock);
+    while (tickets && st->serving != tickets[k]) {
+        st->waiters++;
+        pthread_cond_wait(&st->turn, &st->lock);
+        st->waiters--;
+    }
+    return st;
+}
+
+static void truncate_leave(append_stripe_t *st, const uint64_t *tickets)
+{
+    if (tickets)
+        stripe_leave(st);
+    else
+        pthread_mutex_unlock(&st->lock);
+}
+
+/* Drops sealed chunks of s that end before min_time; unlinks s if nothing recent is left.
+ * Under s's stripe lock. Returns true if s was unlinked. */
+static bool truncate_series(tsdb_t *db, tsdb_series_t *s, int64_t min_time, uint32_t round)
+{
+    uint32_t keep = 0;
+    while (keep < s->sealed_count && s->sealed[keep].max_t < min_time)
+        keep++;
+    if (keep) {
+        memmove(s->sealed, s->sealed + keep, (s->sealed_count - keep) * sizeof(*s->sealed));
+        s->sealed_count -= keep;
+        atomic_fetch_sub_explicit(&db->chunks_sealed, keep, memory_order_relaxed);
+    }
+    int64_t max_t = atomic_load_explicit(&s->max_t, memory_order_relaxed);
+    if (s->sealed_count != 0 || max_t >= min_time)
+        return false;
+    /* A series without samples that was created since the previous round belongs to a batch
+     * still being appended or committed (tsdb_append creates series at once): keep it. */
+    if (max_t == INT64_MIN && s->created_round >= round)
+        return false;
+    atomic_store_explicit(&s->deleted_flag, 1, memory_order_relaxed);
+    if (s->app.buf) {
+        chunk_pool_put(db->pool, s->app.buf, s->app.cap);
+        s->app.buf = NULL;
+        atomic_fetch_sub_explicit(&db->chunks_open, 1, memory_order_relaxed);
+    }
+    series_map_unlink(db->series, s);
+    return true;
+}
+
 int tsdb_truncate(tsdb_t *db, int64_t min_time)
 {
     pthread_mutex_lock(&db->truncate_lock);
-    atomic_max_i64(&db->truncated_before, min_time);
-    /* Logged first, so a restart repeats the truncation (replay calls this with no WAL). */
+    if (!db->wal) /* replay: the floor moves here; live, in the framing hook below */
+        atomic_max_i64(&db->truncated_before, min_time);
+    /* Open queriers keep the data they were opened on (new ones wait until the unlinking is
+     * done); waited for before taking stripe turns, which commits queue behind. */
+    guard_write_lock(db->query_guard);
+
+    /* The Truncate record goes first, so a restart repeats the truncation at the same point
+     * of the log; its stripe turns make this scan see exactly the commits logged before it
+     * (replay calls this with no WAL open, and needs no turns). */
+    size_t stripes = db->stripe_mask + 1;
+    truncate_tickets_t tt = {db, min_time, NULL, false};
     if (db->wal) {
+        tt.tickets = cairn_calloc(stripes, sizeof(uint64_t));
         uint8_t rec[11];
         size_t len = wal_record_encode_truncate(rec, min_time);
         const uint8_t *recs[1] = {rec};
-        int rc = wal_log(db->wal, recs, &len, 1, NULL);
+        int rc = wal_log_ordered(db->wal, recs, &len, 1, NULL, truncate_take_tickets, &tt);
         if (rc < 0) {
             LOG_ERROR("Cannot log the head truncation; not truncating", "err=%s",
                       log_quote(cairn_strerror(rc)));
+            for (size_t k = 0; tt.taken && k < stripes; k++)
+                truncate_leave(truncate_enter(db, k, tt.tickets), tt.tickets);
+            cairn_free(tt.tickets);
+            guard_write_unlock(db->query_guard);
             pthread_mutex_unlock(&db->truncate_lock);
             return rc;
         }
     }
-    /* Open queriers keep the data they were opened on; new ones wait until the unlinking is
-     * done. Series pointers below stay valid without the appenders' guard: only truncation
-     * frees series, and truncate_lock serialises it. */
-    guard_write_lock(db->query_guard);
+
+    /* Series by stripe (a counting sort of the live references). Series pointers stay valid
+     * without the appenders' guard: only truncation frees series, and truncate_lock
+     * serialises it. */
     tsdb_ref_t *refs;
     size_t n = postings_all(db->series, &refs);
+    uint32_t *start = cairn_calloc(stripes + 1, sizeof(uint32_t));
+    tsdb_ref_t *by_stripe = cairn_malloc((n ? n : 1) * sizeof(tsdb_ref_t));
+    for (size_t i = 0; i < n; i++)
+        start[(refs[i] & db->stripe_mask) + 1]++;
+    for (size_t k = 1; k <= stripes; k++)
+        start[k] += start[k - 1];
+    for (size_t i = 0; i < n; i++)
+        by_stripe[start[refs[i] & db->stripe_mask]++] = refs[i];
+    cairn_free(refs);
+
+    /* Series created from now on belong to the next round. */
+    uint32_t round = db->truncate_round++;
+    series_map_set_round(db->series, db->truncate_round);
     tsdb_series_t *dead = NULL;
     uint64_t removed = 0;
-    for (size_t i = 0; i < n; i++) {
-        tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
-        if (!s)
-            continue;
-        pthread_mutex_t *lock = &db->stripes[s->ref & db->stripe_mask].lock;
-        pthread_mutex_lock(lock);
-        /* Sealed chunks that end before min_time go. */
-        uint32_t keep = 0;
-        while (keep < s->sealed_count && s->sealed[keep].max_t < min_time)
-            keep++;
-        if (keep) {
-            memmove(s->sealed, s->sealed + keep, (s->sealed_count - keep) * sizeof(*s->sealed));
-            s->sealed_count -= keep;
-            atomic_fetch_sub_explicit(&db->chunks_sealed, keep, memory_order_relaxed);
-        }
-        int64_t max_t = atomic_load_explicit(&s->max_t, memory_order_relaxed);
-        if (s->sealed_count == 0 && max_t < min_time) {
-            atomic_store_explicit(&s->deleted_flag, 1, memory_order_relaxed);
-            if (s->app.buf) {
-                chunk_pool_put(db->pool, s->app.buf, s->app.cap);
-                s->app.buf = NULL;
-                atomic_fetch_sub_explicit(&db->chunks_open, 1, memory_order_relaxed);
+    size_t i = 0;
+    for (size_t k = 0; k < stripes; k++) {
+        append_stripe_t *st = truncate_enter(db, k, tt.tickets);
+        for (; i < start[k]; i++) {
+            tsdb_series_t *s = series_map_by_ref(db->series, by_stripe[i]);
+            if (s && truncate_series(db, s, min_time, round)) {
+                s->next_free = dead;
+                dead = s;
+                removed++;
             }
-            series_map_unlink(db->series, s);
-            s->next_free = dead;
-            dead = s;
-            removed++;
         }
-        pthread_mutex_unlock(lock);
+        truncate_leave(st, tt.tickets);
     }
+    cairn_free(start);
+    cairn_free(by_stripe);
+    cairn_free(tt.tickets);
     guard_write_unlock(db->query_guard);
-    cairn_free(refs);
 
     /* Appenders that found the unlinked series before they were unlinked may still hold them;
      * wait for those batches to end. Queriers opened since cannot see them. */
@@ -759,8 +917,10 @@ tsdb_t *tsdb_open(const tsdb_open_options_t *opts, cairn_error_t *err)
     unsigned stripes = stripes_for_cores();
     db->stripes = cairn_aligned_calloc(CAIRN_CACHE_LINE, stripes * sizeof(*db->stripes));
     db->stripe_mask = stripes - 1;
-    for (size_t i = 0; i < stripes; i++)
+    for (size_t i = 0; i < stripes; i++) {
         pthread_mutex_init(&db->stripes[i].lock, NULL);
+        pthread_cond_init(&db->stripes[i].turn, NULL);
+    }
 
     metric_registry_t *reg = opts->registry;
     if (!reg)
@@ -833,8 +993,10 @@ int tsdb_close(tsdb_t *db)
     symbols_free(db->syms);
     chunk_pool_free(db->pool);
     tsdb_directory_unlock(db->lock_fd);
-    for (size_t i = 0; i <= db->stripe_mask && db->stripes; i++)
+    for (size_t i = 0; i <= db->stripe_mask && db->stripes; i++) {
         pthread_mutex_destroy(&db->stripes[i].lock);
+        pthread_cond_destroy(&db->stripes[i].turn);
+    }
     cairn_aligned_free(db->stripes);
     for (size_t i = 0; i < GUARD_SLOTS; i++) {
         pthread_rwlock_destroy(&db->guard[i].lock);

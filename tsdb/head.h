@@ -8,9 +8,15 @@
 #include "tsdb/head_chunks.h"
 #include "tsdb/internal.h"
 
-typedef struct padded_mutex {
+/* An append stripe: the lock for its series' chunk state, and the tickets that make commits
+ * apply to it in WAL order (see head.c). */
+typedef struct append_stripe {
     _Alignas(CAIRN_CACHE_LINE) pthread_mutex_t lock;
-} padded_mutex_t;
+    pthread_cond_t turn;  /* signalled when serving advances */
+    uint64_t next_ticket; /* next ticket to hand out; under the WAL's mutex (framing hook) */
+    uint64_t serving;     /* ticket whose commit may apply now; under lock */
+    uint32_t waiters;     /* commits waiting for their turn; under lock */
+} append_stripe_t;
 
 typedef struct padded_rwlock {
     _Alignas(CAIRN_CACHE_LINE) pthread_rwlock_t lock;
@@ -33,7 +39,7 @@ struct tsdb {
     chunk_pool_t *pool;
     wal_t *wal;
     head_chunks_t *chunks;
-    padded_mutex_t *stripes; /* append stripes, by series ref */
+    append_stripe_t *stripes; /* append stripes, by series ref */
     size_t stripe_mask;
     padded_rwlock_t guard[64];       /* appenders (read) vs freeing series (write) */
     padded_rwlock_t query_guard[64]; /* queriers (read) vs truncation's unlinking (write) */
@@ -48,6 +54,7 @@ struct tsdb {
     double replay_seconds;
 
     pthread_mutex_t truncate_lock; /* one truncation at a time */
+    uint32_t truncate_round;       /* truncations so far (under truncate_lock) */
     pthread_t truncator;
     bool truncator_started;
     pthread_mutex_t loop_lock;

@@ -44,6 +44,9 @@
 #define HEAD_CHUNKS_BUFFER    (4u << 20)
 /* series ref + min + max + encoding + uvarint(len) max 10 */
 #define CHUNK_RECORD_OVERHEAD (8 + 8 + 8 + 1 + 10 + 4)
+/* Largest record the loader accepts (record_decode caps data at 64 KiB). */
+#define CHUNK_RECORD_MAX        (CHUNK_RECORD_OVERHEAD + 64 * 1024)
+#define HEAD_CHUNKS_SCAN_BUFFER (4u << 20)
 
 typedef struct chunk_file {
     int fd;
@@ -226,19 +229,34 @@ head_chunks_t *head_chunks_open(const char *dir, head_chunk_visit_fn visit, void
         }
         closedir(d);
     }
+    /* Scanned with pread into a buffer, not through the mapping: reading every page of the
+     * mapping would make the whole directory resident in this process. */
+    uint8_t *scan = cairn_malloc(HEAD_CHUNKS_SCAN_BUFFER);
     for (uint32_t n = hc->first; n && n <= last; n++) {
         chunk_file_t *f = hc->files[n];
         if (!f)
             continue;
         uint64_t off = HEAD_CHUNKS_HEADER;
-        if (f->size < HEAD_CHUNKS_HEADER || get_be32(f->map) != HEAD_CHUNKS_MAGIC) {
+        uint8_t header[HEAD_CHUNKS_HEADER];
+        if (f->size < HEAD_CHUNKS_HEADER ||
+            pread(f->fd, header, sizeof(header), 0) != (ssize_t)sizeof(header) ||
+            get_be32(header) != HEAD_CHUNKS_MAGIC) {
             LOG_WARN("Head chunk file has a bad header; ignoring it", "file=%06u", n);
             f->flushed = f->size = 0;
             continue;
         }
+        uint64_t window = 0, window_len = 0; /* file offset and length of scan[] */
         while (off < f->size) {
+            /* Keep at least one maximal record in the buffer from off on. */
+            if (off + CHUNK_RECORD_MAX > window + window_len && window + window_len < f->size) {
+                window = off;
+                uint64_t want = f->size - off < HEAD_CHUNKS_SCAN_BUFFER ? f->size - off
+                                                                        : HEAD_CHUNKS_SCAN_BUFFER;
+                ssize_t got = pread(f->fd, scan, (size_t)want, (off_t)off);
+                window_len = got > 0 ? (uint64_t)got : 0;
+            }
             head_chunk_info_t info;
-            size_t len = record_decode(f->map, off, f->size, &info);
+            size_t len = off >= window ? record_decode(scan, off - window, window_len, &info) : 0;
             if (!len) {
                 LOG_WARN("Head chunk file is torn or corrupt; truncating it, the WAL replays "
                          "what follows",
@@ -249,6 +267,7 @@ head_chunks_t *head_chunks_open(const char *dir, head_chunk_visit_fn visit, void
                 break;
             }
             info.chunk_ref = (uint64_t)n << 32 | off;
+            info.data = NULL; /* points into the scan buffer: not for keeping */
             if (info.max_t > f->max_t)
                 f->max_t = info.max_t;
             if (visit)
@@ -256,6 +275,7 @@ head_chunks_t *head_chunks_open(const char *dir, head_chunk_visit_fn visit, void
             off += len;
         }
     }
+    cairn_free(scan);
     if (file_create(hc, last + 1, err) < 0) {
         head_chunks_close(hc);
         return NULL;

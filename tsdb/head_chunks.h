@@ -18,7 +18,7 @@ typedef struct head_chunk_info {
     tsdb_ref_t series_ref;
     int64_t min_t, max_t;
     uint8_t encoding;
-    const uint8_t *data; /* borrowed (mapping) */
+    const uint8_t *data; /* borrowed; NULL when visiting at open */
     size_t length;
 } head_chunk_info_t;
 

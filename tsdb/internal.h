@@ -70,7 +70,8 @@ typedef struct tsdb_series {
     _Atomic uint8_t wal_logged;   /* a Series record for it is in the WAL */
     _Atomic uint8_t deleted_flag; /* unlinked by truncation (set under the stripe lock) */
     uint16_t label_count;
-    uint32_t labels[]; /* 2 * label_count symbol ids: name, value, sorted by name */
+    uint32_t created_round; /* head truncation round in which it was created */
+    uint32_t labels[];      /* 2 * label_count symbol ids: name, value, sorted by name */
 } tsdb_series_t;
 
 /* Per-label-set input after sorting and validation. */
@@ -83,6 +84,8 @@ typedef struct label_input {
 typedef struct series_map series_map_t;
 
 series_map_t *series_map_new(symbols_t *syms, unsigned stripes);
+/* The truncation round new series are stamped with (see head.c). */
+void series_map_set_round(series_map_t *map, uint32_t round);
 void series_map_free(series_map_t *map);
 
 /* Finds the series with these labels, or creates it with a new reference (registered in the

@@ -535,7 +535,8 @@ static int compare_strings(const void *a, const void *b)
 /* Sorts, removes duplicates and copies. */
 static size_t finish_strings(const char **items, size_t n, char ***out)
 {
-    qsort(items, n, sizeof(char *), compare_strings);
+    if (n > 1)
+        qsort(items, n, sizeof(char *), compare_strings);
     char **res = cairn_malloc((n ? n : 1) * sizeof(char *));
     size_t k = 0;
     for (size_t i = 0; i < n; i++)

@@ -134,19 +134,19 @@ void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_
 {
     buf_reset(series_rec);
     buf_reset(samples_rec);
-    /* Series not yet in the WAL. A series appearing twice in the batch is logged twice; replay
-     * treats the repeat as a no-op. */
-    size_t unlogged = 0;
+    /* Series not yet in the WAL, chosen in one pass (another commit may set the flag any
+     * moment, so the count and the entries must come from the same look). A series appearing
+     * twice in the batch is logged twice; replay treats the repeat as a no-op. */
+    buf_t chosen = BUF_INIT;
     for (size_t i = 0; i < count; i++)
         if (!atomic_load_explicit(&samples[i].series->wal_logged, memory_order_acquire))
-            unlogged++;
+            buf_append(&chosen, &samples[i].series, sizeof(tsdb_series_t *));
+    size_t unlogged = chosen.len / sizeof(tsdb_series_t *);
     if (unlogged) {
         buf_append_char(series_rec, WAL_RECORD_SERIES);
         put_uvarint(series_rec, unlogged);
-        for (size_t i = 0; i < count; i++) {
-            const tsdb_series_t *s = samples[i].series;
-            if (atomic_load_explicit(&s->wal_logged, memory_order_acquire))
-                continue;
+        for (size_t i = 0; i < unlogged; i++) {
+            const tsdb_series_t *s = ((tsdb_series_t **)chosen.data)[i];
             put_uvarint(series_rec, s->ref);
             put_uvarint(series_rec, s->label_count);
             for (size_t l = 0; l < 2u * s->label_count; l++) {
@@ -157,6 +157,7 @@ void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_
             }
         }
     }
+    buf_free(&chosen);
     /* Worst case per sample: three 10-byte varints (ref, time, value) or 9 raw value bytes. */
     buf_reserve(samples_rec, 1 + 10 + 10 + count * 30);
     uint8_t *p = (uint8_t *)samples_rec->data + samples_rec->len;
@@ -190,44 +191,54 @@ typedef struct mmapped_chunk {
 } mmapped_chunk_t;
 
 typedef struct chunk_collector {
-    mmapped_chunk_t *items;
+    mmapped_chunk_t *items; /* in file order while collecting, then grouped by series */
     size_t count, cap;
+    tsdb_ref_t max_ref;
+    size_t *start; /* after indexing: chunks of ref r are items[start[r] .. start[r + 1]) */
 } chunk_collector_t;
 
 static void collect_chunk(void *ctx, const head_chunk_info_t *c)
 {
     chunk_collector_t *cc = ctx;
-    if (c->encoding != 1)
+    if (c->encoding != 1 || c->series_ref == 0 || c->series_ref > ((tsdb_ref_t)1 << 40))
         return;
     if (cc->count == cc->cap) {
         cc->cap = cc->cap ? cc->cap * 2 : 1024;
         cc->items = cairn_realloc(cc->items, cc->cap * sizeof(*cc->items));
     }
     cc->items[cc->count++] = (mmapped_chunk_t){c->series_ref, {c->chunk_ref, c->min_t, c->max_t}};
+    if (c->series_ref > cc->max_ref)
+        cc->max_ref = c->series_ref;
 }
 
-static int compare_mmapped(const void *a, const void *b)
+/* Groups the chunks by series with a counting sort (references are dense integers); within a
+ * series they keep file order, which is time order. */
+static void index_chunks(chunk_collector_t *cc)
 {
-    const mmapped_chunk_t *x = a, *y = b;
-    if (x->series != y->series)
-        return x->series < y->series ? -1 : 1;
-    return x->meta.min_t < y->meta.min_t ? -1 : x->meta.min_t > y->meta.min_t;
+    if (!cc->count)
+        return;
+    size_t n = (size_t)cc->max_ref + 2;
+    cc->start = cairn_calloc(n, sizeof(size_t));
+    for (size_t i = 0; i < cc->count; i++)
+        cc->start[cc->items[i].series + 1]++;
+    for (size_t r = 1; r < n; r++)
+        cc->start[r] += cc->start[r - 1];
+    mmapped_chunk_t *sorted = cairn_malloc(cc->count * sizeof(*sorted));
+    size_t *next = cairn_malloc(n * sizeof(size_t));
+    memcpy(next, cc->start, n * sizeof(size_t));
+    for (size_t i = 0; i < cc->count; i++)
+        sorted[next[cc->items[i].series]++] = cc->items[i];
+    cairn_free(next);
+    cairn_free(cc->items);
+    cc->items = sorted;
 }
 
 /* Attaches the collected chunks of ref to s (once). */
 static void attach_chunks(tsdb_t *db, chunk_collector_t *cc, tsdb_ref_t ref, tsdb_series_t *s)
 {
-    size_t lo = 0, hi = cc->count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cc->items[mid].series < ref)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    size_t n = 0;
-    while (lo + n < cc->count && cc->items[lo + n].series == ref)
-        n++;
+    if (!cc->start || ref > cc->max_ref)
+        return;
+    size_t lo = cc->start[ref], n = cc->start[ref + 1] - lo;
     /* Chunks a replayed truncation dropped (their files are gone) stay out. */
     int64_t floor_t = atomic_load_explicit(&db->truncated_before, memory_order_relaxed);
     while (n && cc->items[lo].meta.max_t < floor_t)
@@ -361,7 +372,8 @@ typedef struct replay {
     char *strings; /* scratch copy of a series' strings, NUL-terminated */
     size_t strings_cap;
     uint64_t series_records, sample_records, unknown_ref_samples, decoded;
-    int64_t truncate_to; /* highest Truncate record seen */
+    int64_t truncate_to;     /* highest Truncate record seen */
+    uint64_t already_stored; /* samples skipped by the reader: already in sealed chunks */
     /* References the WAL names that map to a different live series (same labels). */
     tsdb_ref_t *remap_from;
     tsdb_series_t **remap_to;
@@ -464,7 +476,8 @@ static void dispatch(replay_t *rp, tsdb_series_t *s, int64_t t, double v)
     if (++b->count == REPLAY_BATCH) {
         if (rp->worker_count == 1) { /* no worker threads: apply here */
             apply_batch(w, b);
-            b->count = 0;
+            batch_put(&rp->shared, b);
+            w->filling = NULL;
         } else {
             worker_push(w, b);
             w->filling = NULL;
@@ -489,17 +502,23 @@ static int replay_samples_record(replay_t *rp, reader_t *r)
             continue;
         }
         rp->decoded++;
+        /* Already in a sealed chunk (or older than what a worker applied): the worker would
+         * reject it, so do not hand it over. */
+        if (t <= atomic_load_explicit(&s->max_t, memory_order_relaxed)) {
+            rp->already_stored++;
+            continue;
+        }
         dispatch(rp, s, t, v);
     }
     rp->sample_records++;
     return r->bad ? -EINVAL : 0;
 }
 
-/* A Truncate record. Live truncation is not atomic with commits (a commit logged after the
- * record may have applied before truncation looked at its series), so replaying it at this
- * point could drop such a commit's samples. Instead the floor is raised here and one real
- * truncation runs when the replay is done: the result never holds less than the live head did
- * (at most a few samples older than the floor that live truncation happened to drop). */
+/* A Truncate record. Replay notes the point and truncates once at the end, when every sample
+ * is in: truncating here could drop a series that the live head, through an appender that had
+ * found it before, still appended to. So after a restart the head holds everything it held
+ * before, and possibly samples older than the last truncation point that live truncation had
+ * dropped, until the next truncation. */
 static int replay_truncate_record(replay_t *rp, reader_t *r)
 {
     int64_t min_time = get_svarint(r);
@@ -570,7 +589,7 @@ int head_replay(tsdb_t *db, cairn_error_t *err)
         pthread_mutex_destroy(&rp.shared.free_lock);
         return -EIO;
     }
-    qsort(rp.chunks.items, rp.chunks.count, sizeof(*rp.chunks.items), compare_mmapped);
+    index_chunks(&rp.chunks);
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     rp.worker_count =
@@ -628,6 +647,7 @@ int head_replay(tsdb_t *db, cairn_error_t *err)
     pthread_mutex_destroy(&rp.shared.free_lock);
     cairn_free(rp.workers);
     cairn_free(rp.chunks.items);
+    cairn_free(rp.chunks.start);
     cairn_free(rp.labels);
     cairn_free(rp.strings);
     cairn_free(rp.remap_from);

@@ -172,8 +172,14 @@ struct series_map {
     tsdb_ref_t next_ref;
     _Atomic tsdb_ref_t max_ref;
     _Atomic uint64_t live;
+    _Atomic uint32_t round; /* stamped into new series */
     postings_stripe_t postings[POSTINGS_STRIPES];
 };
+
+void series_map_set_round(series_map_t *map, uint32_t round)
+{
+    atomic_store_explicit(&map->round, round, memory_order_relaxed);
+}
 
 series_map_t *series_map_new(symbols_t *syms, unsigned stripes)
 {
@@ -520,6 +526,7 @@ static tsdb_series_t *series_new(series_map_t *map, const label_input_t *in, tsd
     s->ref = ref;
     s->hash = in->hash;
     s->label_count = (uint16_t)in->count;
+    s->created_round = atomic_load_explicit(&map->round, memory_order_relaxed);
     atomic_store_explicit(&s->max_t, INT64_MIN, memory_order_relaxed);
     for (size_t i = 0; i < in->count; i++) {
         s->labels[2 * i] =

@@ -128,8 +128,13 @@ void tsdb_stats(tsdb_t *db, tsdb_stats_t *out);
 uint64_t tsdb_chunk_bytes(tsdb_t *db);
 
 /* Drops head data older than min_time: sealed chunks entirely before it, then series left
- * without samples (incrementally), and truncates the WAL behind a checkpoint. Called
- * periodically by the head itself; exposed for tests. */
+ * without samples (a series created since the previous truncation and still empty is kept:
+ * its batch is in flight). Waits for open queriers (they keep a stable view). The truncation
+ * is logged in the WAL; replay applies it once all records are in, so after a restart the
+ * head holds everything it held before, and possibly samples older than the last truncation
+ * point that the live truncation had dropped, until the next truncation. Called periodically
+ * by the head itself; exposed for tests. (WAL checkpoints are not written yet: the WAL keeps
+ * growing until they are.) */
 int tsdb_truncate(tsdb_t *db, int64_t min_time);
 
 /* ---------------------------------------------------------------------------------------------

@@ -712,6 +712,12 @@ fail_dir:
 int wal_log(wal_t *w, const uint8_t *const *records, const size_t *lengths, size_t count,
             wal_position_t *end)
 {
+    return wal_log_ordered(w, records, lengths, count, end, NULL, NULL);
+}
+
+int wal_log_ordered(wal_t *w, const uint8_t *const *records, const size_t *lengths, size_t count,
+                    wal_position_t *end, wal_framed_fn framed, void *ctx)
+{
     wal_item_t stack_items[16];
     wal_item_t *items =
         count <= CAIRN_ARRAY_LEN(stack_items) ? stack_items : cairn_malloc(count * sizeof(*items));
@@ -767,6 +773,10 @@ int wal_log(wal_t *w, const uint8_t *const *records, const size_t *lengths, size
             goto out;
         }
     }
+    /* Still under the mutex: the caller can take its place in WAL order (head.c's stripe
+     * tickets) before any later call is framed. */
+    if (framed)
+        framed(ctx);
     uint64_t batch = ++w->framed_batches;
     w->pending_commits++;
     wal_position_t my_end = w->framed_end;

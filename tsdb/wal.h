@@ -79,6 +79,14 @@ wal_t *wal_open(const wal_options_t *opts, cairn_error_t *err);
 int wal_log(wal_t *w, const uint8_t *const *records, const size_t *lengths, size_t count,
             wal_position_t *end);
 
+/* Like wal_log, and calls framed(ctx) once this call's records are framed, under the WAL's
+ * mutex: the order of framed calls is the records' order in the log. framed must be short and
+ * must not call into the WAL. If wal_log_ordered returns an error after framed ran, the
+ * records may or may not be on disk. */
+typedef void (*wal_framed_fn)(void *ctx);
+int wal_log_ordered(wal_t *w, const uint8_t *const *records, const size_t *lengths, size_t count,
+                    wal_position_t *end, wal_framed_fn framed, void *ctx);
+
 /* Finishes the current segment (fsync) and starts the next; returns the new segment's number
  * or a negative errno. */
 int wal_next_segment(wal_t *w);

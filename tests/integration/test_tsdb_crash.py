@@ -3,7 +3,8 @@
 acknowledged sample.
 
 One data directory lives through every round. A round starts `tsdb_crash_writer write` on it
-(which replays the WAL and continues appending from 4 threads, recording each batch in an
+(which replays the WAL and continues appending from 4 threads, each to its own series plus one
+sample per batch to series all threads write concurrently, recording each batch in an
 acknowledgement file only after its commit returned 0), waits for READY, lets it write for a
 random 50-700 ms, kills it with SIGKILL and runs `tsdb_crash_writer verify`, which reopens the
 directory and checks that every acknowledged sample is there with its exact value bits.
@@ -46,10 +47,10 @@ KEEP = os.environ.get("CAIRN_CRASH_KEEP", "") == "1"
 READY_TIMEOUT = 60.0   # open + replay of everything written so far (slow under sanitizers)
 VERIFY_TIMEOUT = 120.0
 KILL_MIN_S, KILL_MAX_S = 0.050, 0.700
-# Mean pause of a writer thread after each batch, drawn per round: 100 us commits about 20000
-# batches a second (4.5M samples), 2000 us about 2000; this mix keeps the data (and so the later
+# Mean pause of a writer thread after each batch, drawn per round: 250 us commits about 11000
+# batches a second (2.5M samples), 2000 us about 2000; this mix keeps the data (and so the later
 # rounds' replay and verify) bounded while many kills still land inside a commit.
-PAUSES_US = (100, 500, 2000)
+PAUSES_US = (250, 500, 2000)
 DEFAULT_PAUSE_US = 500
 
 CRASH_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -188,6 +189,7 @@ class TsdbCrashTest(unittest.TestCase):
         self.extra_rounds = 0  # rounds after which the unacknowledged extra samples grew
         self.last_extra = 0
         self.verified_writers = 0
+        self.rejected_present = 0
         self.rounds_log = []  # (round, kind, first ack line, last ack line)
 
     def tearDown(self):
@@ -221,6 +223,9 @@ class TsdbCrashTest(unittest.TestCase):
         m = re.search(r"^verify: opened in ([0-9.]+) s", res.stdout, re.M)
         if m:
             self.last_open_seconds = float(m.group(1))
+        m = re.search(r"rejected but present (\d+)", res.stdout)
+        if m:
+            self.rejected_present = int(m.group(1))
         m = re.search(r"unacknowledged extra (\d+)", res.stdout)
         if m:
             if int(m.group(1)) > self.last_extra:
@@ -351,9 +356,10 @@ class TsdbCrashTest(unittest.TestCase):
         acked = count_complete_lines(self.ack)
         log("crash test: %d rounds in %.1f s, %d ack lines; %d of %d random rounds acknowledged "
             "new batches; %d rounds repaired a torn WAL tail, %d a torn chunk file; %d rounds "
-            "left committed but unacknowledged samples"
+            "left committed but unacknowledged samples; %d shared-series samples the commits "
+            "rejected are present after restarts"
             % (rnd, time.monotonic() - started, acked, progressed, ROUNDS, self.repairs,
-               self.chunk_repairs, self.extra_rounds))
+               self.chunk_repairs, self.extra_rounds, self.rejected_present))
         self.assertGreater(acked, 0, "the writer never acknowledged a batch")
         self.assertGreaterEqual(progressed, (ROUNDS + 1) // 2,
                                 "the writer made progress in only %d of %d rounds"

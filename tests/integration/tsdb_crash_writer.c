@@ -4,27 +4,35 @@
  *
  *   tsdb_crash_writer write DIR ACKFILE SEED
  *     Opens DIR (replaying its WAL; default options, so WAL sync is NONE) and appends forever
- *     from WRITER_THREADS threads, each with its own appender, in batches of 50 to 500 samples
- *     over SERIES_PER_THREAD series per thread:
- *       {__name__="crash_test", thread="T", series="S"}
- *     A batch covers the series first..first+count-1 at ticks tick..tick+n-1 (timestamp
- *     BASE_T + tick * STEP_MS); each thread's ticks only grow. The value of a sample is a pure
- *     function of (thread, series, tick) and includes special bit patterns (NaNs with payloads,
- *     the stale marker, -0.0, +-Inf, subnormals, integral values beyond int64). Only after
- *     tsdb_appender_commit returned 0 the thread appends one line to ACKFILE, with one write(2)
- *     on an O_APPEND descriptor:
- *       thread first count tick n checksum
+ *     from WRITER_THREADS threads, each with its own appender, in batches of 51 to 501 samples:
+ *       - 50 to 500 samples over the thread's own SERIES_PER_THREAD series
+ *           {__name__="crash_test", thread="T", series="S"}
+ *         covering the series first..first+count-1 at ticks tick..tick+n-1 (timestamp
+ *         BASE_T + tick * STEP_MS); each thread's ticks only grow;
+ *       - first in the batch, one sample of a series all threads write concurrently
+ *           {__name__="crash_test_shared", series="K"}
+ *         at a tick taken from a counter shared by the threads. A concurrent commit may have
+ *         moved that series past it, so this one sample may be rejected as out of order; the
+ *         commit result says whether it was stored.
+ *     The value of a sample is a pure function of (thread, series, tick) and includes special
+ *     bit patterns (NaNs with payloads, the stale marker, -0.0, +-Inf, subnormals, integral
+ *     values beyond int64). Only after tsdb_appender_commit returned 0 the thread appends one
+ *     line to ACKFILE, with one write(2) on an O_APPEND descriptor:
+ *       thread first count tick n shared_series shared_tick shared_stored checksum
  *     A restarted writer continues above the highest tick in ACKFILE and in the database
  *     (a batch may be committed but not yet recorded when the process dies), so later rounds
  *     keep appending to the same series. It prints READY on stdout once the threads run.
  *     After each batch a thread pauses for a random 0 to 2 * CAIRN_CRASH_PAUSE_US microseconds
  *     (default 2000; 0 = no pause), which bounds the data the later rounds replay and verify.
- *     Any rejected sample, failed commit or failed ACKFILE write ends it with exit status 3.
+ *     Any other rejection, a failed commit or a failed ACKFILE write ends it with exit status 3.
  *
  *   tsdb_crash_writer verify DIR ACKFILE
  *     Opens DIR (which replays the WAL), prints the replay statistics, and checks every
- *     sample described by ACKFILE: present, with the exact value bits. Samples the database
- *     has beyond ACKFILE (committed, not yet recorded) must carry the right value too.
+ *     acknowledged sample of ACKFILE (all own-series samples of a line, and its shared sample
+ *     when it was stored): present, with the exact value bits. Samples the database has
+ *     beyond ACKFILE (committed, not yet recorded) must carry the right value too; shared
+ *     samples the commit rejected but the database has after the restart are counted (the
+ *     head then differs from what the commits reported) but do not fail the check.
  *     A trailing partial line of ACKFILE is ignored. Exits 0 when everything acknowledged is
  *     there, 1 otherwise (also when the database does not open or close cleanly).
  */
@@ -43,6 +51,9 @@
 #include "tsdb/tsdb.h"
 
 #define METRIC_NAME       "crash_test"
+#define SHARED_NAME       "crash_test_shared"
+#define SHARED_SERIES     2
+#define SHARED_THREAD     1000 /* the "thread" of the shared series' values */
 #define WRITER_THREADS    4
 #define SERIES_PER_THREAD 250
 #define BATCH_MIN_SERIES  50
@@ -133,6 +144,9 @@ static uint64_t value_of_double(double v)
 typedef struct batch {
     uint64_t tick;
     uint32_t first, count, n;
+    uint32_t shared_series; /* the shared sample: series, tick, and whether it was stored */
+    uint64_t shared_tick;
+    uint32_t shared_ok;
     size_t line;      /* 1-based line number in ACKFILE */
     uint32_t missing; /* samples of it found missing by verify */
 } batch_t;
@@ -144,55 +158,59 @@ typedef struct ack_log {
     size_t bad_lines;       /* complete lines that do not parse or fail the checksum */
     size_t partial_bytes;   /* bytes after the last newline */
     bool non_monotonic;     /* a thread's ticks went backwards: a bug of the test */
-    uint64_t next_tick;     /* above every tick in the log */
+    uint64_t next_tick;     /* above every tick in the log, own and shared */
     uint64_t samples;       /* acknowledged samples */
     bool ends_with_newline; /* or is empty */
 } ack_log_t;
 
-static uint32_t line_checksum(unsigned thread, uint32_t first, uint32_t count, uint64_t tick,
-                              uint32_t n)
+static uint32_t line_checksum(unsigned thread, const batch_t *b)
 {
     uint64_t h = mix64(thread);
-    h = mix64(h ^ first);
-    h = mix64(h ^ count);
-    h = mix64(h ^ tick);
-    h = mix64(h ^ n);
+    h = mix64(h ^ b->first);
+    h = mix64(h ^ b->count);
+    h = mix64(h ^ b->tick);
+    h = mix64(h ^ b->n);
+    h = mix64(h ^ b->shared_series);
+    h = mix64(h ^ b->shared_tick);
+    h = mix64(h ^ b->shared_ok);
     return (uint32_t)h;
 }
 
-static int format_line(char *out, size_t size, unsigned thread, uint32_t first, uint32_t count,
-                       uint64_t tick, uint32_t n)
+static int format_line(char *out, size_t size, unsigned thread, const batch_t *b)
 {
-    return snprintf(out, size, "%u %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRIu32 " %08" PRIx32 "\n",
-                    thread, first, count, tick, n, line_checksum(thread, first, count, tick, n));
+    return snprintf(out, size,
+                    "%u %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRIu32 " %" PRIu32 " %" PRIu64
+                    " %" PRIu32 " %08" PRIx32 "\n",
+                    thread, b->first, b->count, b->tick, b->n, b->shared_series, b->shared_tick,
+                    b->shared_ok, line_checksum(thread, b));
 }
 
 /* Parses one line (without its newline); true if it is exactly what format_line writes. */
 static bool parse_line(const char *line, size_t len, unsigned *thread, batch_t *b)
 {
     unsigned th;
-    uint32_t first, count, n, chk;
-    uint64_t tick;
-    char tmp[128];
+    uint32_t chk;
+    char tmp[160];
     if (len == 0 || len >= sizeof(tmp) - 1)
         return false;
     memcpy(tmp, line, len);
     tmp[len] = '\0';
-    if (sscanf(tmp, "%u %" SCNu32 " %" SCNu32 " %" SCNu64 " %" SCNu32 " %" SCNx32, &th, &first,
-               &count, &tick, &n, &chk) != 6)
+    memset(b, 0, sizeof(*b));
+    if (sscanf(tmp,
+               "%u %" SCNu32 " %" SCNu32 " %" SCNu64 " %" SCNu32 " %" SCNu32 " %" SCNu64 " %" SCNu32
+               " %" SCNx32,
+               &th, &b->first, &b->count, &b->tick, &b->n, &b->shared_series, &b->shared_tick,
+               &b->shared_ok, &chk) != 9)
         return false;
-    char again[128];
-    int alen = format_line(again, sizeof(again), th, first, count, tick, n);
+    char again[160];
+    int alen = format_line(again, sizeof(again), th, b);
     if (alen != (int)len + 1 || memcmp(again, line, len) != 0)
         return false;
-    if (th >= WRITER_THREADS || count == 0 || n == 0 || first >= SERIES_PER_THREAD ||
-        count > SERIES_PER_THREAD - first || n > BATCH_MAX_TICKS)
+    if (th >= WRITER_THREADS || b->count == 0 || b->n == 0 || b->first >= SERIES_PER_THREAD ||
+        b->count > SERIES_PER_THREAD - b->first || b->n > BATCH_MAX_TICKS ||
+        b->shared_series >= SHARED_SERIES || b->shared_ok > 1)
         return false;
     *thread = th;
-    b->tick = tick;
-    b->first = first;
-    b->count = count;
-    b->n = n;
     return true;
 }
 
@@ -230,7 +248,9 @@ static int ack_log_read(const char *path, ack_log_t *log)
         last_end[th] = b.tick + b.n;
         if (b.tick + b.n > log->next_tick)
             log->next_tick = b.tick + b.n;
-        log->samples += (uint64_t)b.count * b.n;
+        if (b.shared_tick + 1 > log->next_tick)
+            log->next_tick = b.shared_tick + 1;
+        log->samples += (uint64_t)b.count * b.n + b.shared_ok;
         if (log->count[th] == log->cap[th]) {
             log->cap[th] = log->cap[th] ? 2 * log->cap[th] : 1024;
             log->batches[th] = realloc(log->batches[th], log->cap[th] * sizeof(batch_t));
@@ -337,11 +357,14 @@ static uint64_t rng_next(uint64_t *state)
     return x ^ (x >> 31);
 }
 
+/* The next tick of the shared series, taken by all threads. */
+static _Atomic uint64_t shared_next_tick;
+
 static void *writer_main(void *arg)
 {
     writer_t *w = arg;
     tsdb_appender_t *app = tsdb_appender_new(w->db);
-    tsdb_ref_t refs[SERIES_PER_THREAD];
+    tsdb_ref_t refs[SERIES_PER_THREAD], shared_refs[SHARED_SERIES] = {0};
     char series_values[SERIES_PER_THREAD][16];
     char thread_value[16];
     snprintf(thread_value, sizeof(thread_value), "%u", w->id);
@@ -349,21 +372,35 @@ static void *writer_main(void *arg)
         refs[s] = 0;
         snprintf(series_values[s], sizeof(series_values[s]), "%u", s);
     }
-    for (uint64_t batches = 0;; batches++) {
-        uint32_t count = BATCH_MIN_SERIES +
-                         (uint32_t)(rng_next(&w->rng) % (BATCH_MAX_SERIES - BATCH_MIN_SERIES + 1));
-        uint32_t first = (uint32_t)(rng_next(&w->rng) % (SERIES_PER_THREAD - count + 1));
-        uint32_t n = 1 + (uint32_t)(rng_next(&w->rng) % BATCH_MAX_TICKS);
-        for (uint32_t j = 0; j < n; j++) {
-            uint64_t tick = w->tick + j;
-            for (uint32_t s = first; s < first + count; s++) {
+    for (;;) {
+        batch_t b = {0};
+        b.count = BATCH_MIN_SERIES +
+                  (uint32_t)(rng_next(&w->rng) % (BATCH_MAX_SERIES - BATCH_MIN_SERIES + 1));
+        b.first = (uint32_t)(rng_next(&w->rng) % (SERIES_PER_THREAD - b.count + 1));
+        b.n = 1 + (uint32_t)(rng_next(&w->rng) % BATCH_MAX_TICKS);
+        b.tick = w->tick;
+        b.shared_series = (uint32_t)(rng_next(&w->rng) % SHARED_SERIES);
+
+        /* First the shared sample: it may lose the race against another thread's newer one. */
+        b.shared_tick = atomic_fetch_add(&shared_next_tick, 1);
+        tsdb_label_t shared_labels[2] = {{"series", series_values[b.shared_series]},
+                                         {"__name__", SHARED_NAME}};
+        double sv = bits_value(value_bits(SHARED_THREAD, b.shared_series, b.shared_tick));
+        tsdb_reject_t r = tsdb_append(app, shared_refs[b.shared_series], shared_labels, 2,
+                                      tick_time(b.shared_tick), sv, &shared_refs[b.shared_series]);
+        if (r != TSDB_REJECT_NONE && r != TSDB_REJECT_OUT_OF_ORDER)
+            die("thread %u: append of shared series %u tick %" PRIu64 " rejected: %s", w->id,
+                b.shared_series, b.shared_tick, tsdb_reject_message(r));
+
+        for (uint32_t j = 0; j < b.n; j++) {
+            uint64_t tick = b.tick + j;
+            for (uint32_t s = b.first; s < b.first + b.count; s++) {
                 /* Deliberately not sorted by name: the head sorts. */
                 tsdb_label_t labels[3] = {{"series", series_values[s]},
                                           {"__name__", METRIC_NAME},
                                           {"thread", thread_value}};
                 double v = bits_value(value_bits(w->id, s, tick));
-                tsdb_reject_t r =
-                    tsdb_append(app, refs[s], labels, 3, tick_time(tick), v, &refs[s]);
+                r = tsdb_append(app, refs[s], labels, 3, tick_time(tick), v, &refs[s]);
                 if (r != TSDB_REJECT_NONE)
                     die("thread %u: append of series %u tick %" PRIu64 " rejected: %s", w->id, s,
                         tick, tsdb_reject_message(r));
@@ -373,19 +410,27 @@ static void *writer_main(void *arg)
         int rc = tsdb_appender_commit(app, &res);
         if (rc != 0)
             die("thread %u: commit failed: %s", w->id, cairn_strerror(rc));
-        if (res.appended != (uint64_t)count * n || res.first_reason != TSDB_REJECT_NONE)
-            die("thread %u: commit stored %" PRIu64 " of %" PRIu64
-                " samples; first rejection at %zu: %s",
-                w->id, res.appended, (uint64_t)count * n, res.first_rejected,
+        uint64_t own = (uint64_t)b.count * b.n, rejected = 0;
+        for (int i = 0; i < TSDB_REJECT_COUNT; i++)
+            rejected += res.rejected[i];
+        if (res.appended == own + 1 && rejected == 0)
+            b.shared_ok = 1;
+        else if (res.appended == own && rejected == 1 &&
+                 res.rejected[TSDB_REJECT_OUT_OF_ORDER] == 1 && res.first_rejected == 0)
+            b.shared_ok = 0;
+        else
+            die("thread %u: commit stored %" PRIu64 " of %" PRIu64 " samples, rejected %" PRIu64
+                "; first rejection at %zu: %s",
+                w->id, res.appended, own + 1, rejected, res.first_rejected,
                 tsdb_reject_message(res.first_reason));
         /* Acknowledged: record it, in one write. */
-        char line[128];
-        int len = format_line(line, sizeof(line), w->id, first, count, w->tick, n);
+        char line[160];
+        int len = format_line(line, sizeof(line), w->id, &b);
         ssize_t wr = write(w->ack_fd, line, (size_t)len);
         if (wr != len)
             die("thread %u: write to the ack file returned %zd: %s", w->id, wr,
                 wr < 0 ? strerror(errno) : "short write");
-        w->tick += n;
+        w->tick += b.n;
         if (w->pause_us) {
             /* A pause of 0 to 2 * pause_us keeps the data (and so replay and verify times)
              * bounded while commits stay frequent and concurrent. */
@@ -397,22 +442,26 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* The newest timestamp of the test's series at or after from, or INT64_MIN. */
+/* The newest timestamp of the test's series (own and shared) at or after from, or
+ * INT64_MIN. */
 static int64_t db_max_time(tsdb_t *db, int64_t from)
 {
-    tsdb_matcher_t *m = equal_matcher("__name__", METRIC_NAME);
-    const tsdb_matcher_t *ms[1] = {m};
-    tsdb_querier_t *q = tsdb_querier_new(db, from, INT64_MAX);
-    tsdb_series_set_t *set = tsdb_querier_select(q, ms, 1);
+    static const char *const names[] = {METRIC_NAME, SHARED_NAME};
     int64_t max = INT64_MIN, t;
     double v;
-    while (tsdb_series_set_next(set))
-        while (tsdb_series_set_sample(set, &t, &v))
-            if (t > max)
-                max = t;
-    tsdb_series_set_free(set);
+    tsdb_querier_t *q = tsdb_querier_new(db, from, INT64_MAX);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        tsdb_matcher_t *m = equal_matcher("__name__", names[i]);
+        const tsdb_matcher_t *ms[1] = {m};
+        tsdb_series_set_t *set = tsdb_querier_select(q, ms, 1);
+        while (tsdb_series_set_next(set))
+            while (tsdb_series_set_sample(set, &t, &v))
+                if (t > max)
+                    max = t;
+        tsdb_series_set_free(set);
+        tsdb_matcher_free(m);
+    }
     tsdb_querier_free(q);
-    tsdb_matcher_free(m);
     return max;
 }
 
@@ -466,6 +515,7 @@ static int cmd_write(const char *dir, const char *ack_path, const char *seed_tex
     if (pause_env && *pause_env)
         pause_us = (unsigned)strtoul(pause_env, NULL, 10);
 
+    atomic_store(&shared_next_tick, start);
     static writer_t writers[WRITER_THREADS];
     for (unsigned i = 0; i < WRITER_THREADS; i++) {
         writers[i] = (writer_t){.db = db,
@@ -488,8 +538,19 @@ static int cmd_write(const char *dir, const char *ack_path, const char *seed_tex
 
 typedef struct verify_state {
     uint64_t checked, missing, wrong, extra, unordered, off_grid, too_old;
+    uint64_t shared_checked, rejected_present;
     unsigned reported;
 } verify_state_t;
+
+/* How reports name a series. */
+static const char *series_name(char *buf, size_t size, unsigned th, unsigned s)
+{
+    if (th == SHARED_THREAD)
+        snprintf(buf, size, SHARED_NAME "{series=\"%u\"}", s);
+    else
+        snprintf(buf, size, METRIC_NAME "{thread=\"%u\",series=\"%u\"}", th, s);
+    return buf;
+}
 
 static void report(verify_state_t *vs, const char *fmt, ...) CAIRN_PRINTF(2, 3);
 
@@ -514,18 +575,18 @@ static bool next_actual(tsdb_series_set_t *set, verify_state_t *vs, unsigned th,
     for (;;) {
         if (!set || !tsdb_series_set_sample(set, &t, &v))
             return false;
+        char name[96];
         if (t <= *prev_t) {
             vs->unordered++;
-            report(vs,
-                   "thread=%u series=%u: sample t=%" PRId64 " after t=%" PRId64 " (not increasing)",
-                   th, s, t, *prev_t);
+            report(vs, "%s: sample t=%" PRId64 " after t=%" PRId64 " (not increasing)",
+                   series_name(name, sizeof(name), th, s), t, *prev_t);
             continue;
         }
         *prev_t = t;
         if (t < BASE_T || (t - BASE_T) % STEP_MS != 0) {
             vs->off_grid++;
-            report(vs, "thread=%u series=%u: sample at t=%" PRId64 " is not one the writer uses",
-                   th, s, t);
+            report(vs, "%s: sample at t=%" PRId64 " is not one the writer uses",
+                   series_name(name, sizeof(name), th, s), t);
             continue;
         }
         *tick = (uint64_t)((t - BASE_T) / STEP_MS);
@@ -541,10 +602,11 @@ static void check_value(verify_state_t *vs, unsigned th, unsigned s, uint64_t ti
     if (got == want)
         return;
     vs->wrong++;
+    char name[96];
     report(vs,
-           "WRONG %s sample thread=%u series=%u tick=%" PRIu64 " t=%" PRId64
+           "WRONG %s sample %s tick=%" PRIu64 " t=%" PRId64
            " (ack line %zu): value bits 0x%016" PRIx64 ", expected 0x%016" PRIx64,
-           what, th, s, tick, tick_time(tick), line, got, want);
+           what, series_name(name, sizeof(name), th, s), tick, tick_time(tick), line, got, want);
 }
 
 static bool labels_ok(tsdb_series_set_t *set, unsigned th, unsigned s)
@@ -571,15 +633,17 @@ static int verify_series(tsdb_querier_t *q, ack_log_t *log, unsigned th, unsigne
     tsdb_series_set_t *set = tsdb_querier_select(q, (const tsdb_matcher_t *const *)ms, 3);
     int rc = 0;
     size_t found = tsdb_series_set_count(set);
+    char name[96];
+    series_name(name, sizeof(name), th, s);
     if (found > 1) {
-        report(vs, "thread=%u series=%u: %zu series match", th, s, found);
+        report(vs, "%s: %zu series match", name, found);
         rc = -1;
     }
     tsdb_series_set_t *cur = NULL;
     if (tsdb_series_set_next(set)) {
         cur = set;
         if (!labels_ok(set, th, s)) {
-            report(vs, "thread=%u series=%u: the selected series has other labels", th, s);
+            report(vs, "%s: the selected series has other labels", name);
             rc = -1;
         }
     }
@@ -612,9 +676,9 @@ static int verify_series(tsdb_querier_t *q, ack_log_t *log, unsigned th, unsigne
                 vs->missing++;
                 b->missing++;
                 report(vs,
-                       "MISSING acknowledged sample thread=%u series=%u tick=%" PRIu64 " t=%" PRId64
+                       "MISSING acknowledged sample %s tick=%" PRIu64 " t=%" PRId64
                        " (ack line %zu: first=%u count=%u tick=%" PRIu64 " n=%u)%s",
-                       th, s, want, tick_time(want), b->line, b->first, b->count, b->tick, b->n,
+                       name, want, tick_time(want), b->line, b->first, b->count, b->tick, b->n,
                        cur ? "" : " (series not found)");
             }
         }
@@ -627,6 +691,111 @@ static int verify_series(tsdb_querier_t *q, ack_log_t *log, unsigned th, unsigne
     tsdb_series_set_free(set);
     for (unsigned i = 0; i < 3; i++)
         tsdb_matcher_free(ms[i]);
+    return rc;
+}
+
+typedef struct shared_entry {
+    uint64_t tick;
+    batch_t *batch;
+} shared_entry_t;
+
+static int compare_shared(const void *a, const void *b)
+{
+    uint64_t x = ((const shared_entry_t *)a)->tick, y = ((const shared_entry_t *)b)->tick;
+    return x < y ? -1 : x > y;
+}
+
+/* Checks shared series k: every sample a commit stored is there; samples a commit rejected
+ * are counted when present. */
+static int verify_shared_series(tsdb_querier_t *q, ack_log_t *log, unsigned k, int64_t oldest_kept,
+                                verify_state_t *vs)
+{
+    size_t n = 0, cap = 0;
+    shared_entry_t *entries = NULL;
+    for (unsigned th = 0; th < WRITER_THREADS; th++)
+        for (size_t i = 0; i < log->count[th]; i++) {
+            batch_t *b = &log->batches[th][i];
+            if (b->shared_series != k)
+                continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 1024;
+                entries = realloc(entries, cap * sizeof(*entries));
+                if (!entries) {
+                    fprintf(stderr, "out of memory\n");
+                    exit(2);
+                }
+            }
+            entries[n++] = (shared_entry_t){b->shared_tick, b};
+        }
+    if (n)
+        qsort(entries, n, sizeof(*entries), compare_shared);
+
+    char sv[16], name[96];
+    snprintf(sv, sizeof(sv), "%u", k);
+    series_name(name, sizeof(name), SHARED_THREAD, k);
+    tsdb_matcher_t *ms[2] = {equal_matcher("__name__", SHARED_NAME), equal_matcher("series", sv)};
+    tsdb_series_set_t *set = tsdb_querier_select(q, (const tsdb_matcher_t *const *)ms, 2);
+    int rc = 0;
+    size_t found = tsdb_series_set_count(set);
+    if (found > 1) {
+        report(vs, "%s: %zu series match", name, found);
+        rc = -1;
+    }
+    tsdb_series_set_t *cur = NULL;
+    if (tsdb_series_set_next(set)) {
+        cur = set;
+        const tsdb_label_t *labels;
+        size_t nl = tsdb_series_set_labels(set, &labels);
+        if (nl != 2 || strcmp(labels[0].name, "__name__") != 0 ||
+            strcmp(labels[0].value, SHARED_NAME) != 0 || strcmp(labels[1].name, "series") != 0 ||
+            strcmp(labels[1].value, sv) != 0) {
+            report(vs, "%s: the selected series has other labels", name);
+            rc = -1;
+        }
+    }
+
+    int64_t prev_t = INT64_MIN;
+    uint64_t a_tick = 0, a_bits = 0;
+    bool have = next_actual(cur, vs, SHARED_THREAD, k, &prev_t, &a_tick, &a_bits);
+    size_t i = 0;
+    while (i < n || have) {
+        if (have && (i == n || a_tick < entries[i].tick)) {
+            /* Committed by a batch that was never recorded. */
+            vs->extra++;
+            check_value(vs, SHARED_THREAD, k, a_tick, a_bits, "unacknowledged", 0);
+            have = next_actual(cur, vs, SHARED_THREAD, k, &prev_t, &a_tick, &a_bits);
+            continue;
+        }
+        batch_t *b = entries[i].batch;
+        bool present = have && a_tick == entries[i].tick;
+        if (b->shared_ok && tick_time(entries[i].tick) < oldest_kept) {
+            vs->too_old++;
+        } else if (b->shared_ok) {
+            vs->checked++;
+            vs->shared_checked++;
+            if (present) {
+                check_value(vs, SHARED_THREAD, k, a_tick, a_bits, "acknowledged", b->line);
+            } else {
+                vs->missing++;
+                b->missing++;
+                report(vs,
+                       "MISSING acknowledged sample %s tick=%" PRIu64 " t=%" PRId64
+                       " (ack line %zu: its commit stored it)%s",
+                       name, entries[i].tick, tick_time(entries[i].tick), b->line,
+                       cur ? "" : " (series not found)");
+            }
+        } else if (present) {
+            vs->rejected_present++;
+            check_value(vs, SHARED_THREAD, k, a_tick, a_bits, "rejected", b->line);
+        }
+        if (present)
+            have = next_actual(cur, vs, SHARED_THREAD, k, &prev_t, &a_tick, &a_bits);
+        i++;
+    }
+    tsdb_series_set_free(set);
+    for (unsigned j = 0; j < 2; j++)
+        tsdb_matcher_free(ms[j]);
+    free(entries);
     return rc;
 }
 
@@ -652,9 +821,11 @@ static void report_missing_batches(const ack_log_t *log)
         affected++;
         if (shown++ < MAX_REPORTED)
             printf("verify: ack line %zu (thread=%u series %u..%u ticks %" PRIu64 "..%" PRIu64
-                   "): %u of %u samples missing\n",
+                   ", shared series %u tick %" PRIu64 " %s): %u of %u samples missing\n",
                    next->line, next_th, next->first, next->first + next->count - 1, next->tick,
-                   next->tick + next->n - 1, next->missing, next->count * next->n);
+                   next->tick + next->n - 1, next->shared_series, next->shared_tick,
+                   next->shared_ok ? "stored" : "rejected", next->missing,
+                   next->count * next->n + next->shared_ok);
         pos[next_th]++;
     }
     printf("verify: %zu acknowledged batches have missing samples\n", affected);
@@ -701,30 +872,43 @@ static int cmd_verify(const char *dir, const char *ack_path)
         for (unsigned s = 0; s < SERIES_PER_THREAD; s++)
             if (verify_series(q, &log, th, s, oldest_kept, &vs) < 0)
                 failed = 1;
+    for (unsigned k = 0; k < SHARED_SERIES; k++)
+        if (verify_shared_series(q, &log, k, oldest_kept, &vs) < 0)
+            failed = 1;
 
-    /* No other series of the test's metric may exist. */
-    tsdb_matcher_t *m = equal_matcher("__name__", METRIC_NAME);
-    const tsdb_matcher_t *ms[1] = {m};
-    tsdb_series_set_t *set = tsdb_querier_select(q, ms, 1);
-    size_t all = tsdb_series_set_count(set);
-    if (all > WRITER_THREADS * SERIES_PER_THREAD) {
-        printf("verify: FAIL: %zu series of %s, at most %d expected\n", all, METRIC_NAME,
-               WRITER_THREADS * SERIES_PER_THREAD);
-        failed = 1;
+    /* No other series of the test's metrics may exist. */
+    static const struct {
+        const char *name;
+        size_t max;
+    } metrics[] = {{METRIC_NAME, WRITER_THREADS * SERIES_PER_THREAD}, {SHARED_NAME, SHARED_SERIES}};
+    size_t all = 0;
+    for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
+        tsdb_matcher_t *m = equal_matcher("__name__", metrics[i].name);
+        const tsdb_matcher_t *ms[1] = {m};
+        tsdb_series_set_t *set = tsdb_querier_select(q, ms, 1);
+        size_t count = tsdb_series_set_count(set);
+        if (count > metrics[i].max) {
+            printf("verify: FAIL: %zu series of %s, at most %zu expected\n", count, metrics[i].name,
+                   metrics[i].max);
+            failed = 1;
+        }
+        all += count;
+        tsdb_series_set_free(set);
+        tsdb_matcher_free(m);
     }
-    tsdb_series_set_free(set);
-    tsdb_matcher_free(m);
     tsdb_querier_free(q);
 
     if (vs.reported > MAX_REPORTED)
         printf("verify: ... %u more problems not shown\n", vs.reported - MAX_REPORTED);
     if (vs.missing)
         report_missing_batches(&log);
-    printf("verify: checked %" PRIu64 " acknowledged samples in %.3f s: missing %" PRIu64
-           ", wrong %" PRIu64 ", unacknowledged extra %" PRIu64 ", not increasing %" PRIu64
-           ", off grid %" PRIu64 ", beyond the head window %" PRIu64 "; %zu series\n",
-           vs.checked, now_seconds() - start, vs.missing, vs.wrong, vs.extra, vs.unordered,
-           vs.off_grid, vs.too_old, all);
+    printf("verify: checked %" PRIu64 " acknowledged samples (%" PRIu64
+           " of them on shared series) in %.3f s: missing %" PRIu64 ", wrong %" PRIu64
+           ", unacknowledged extra %" PRIu64 ", rejected but present %" PRIu64
+           ", not increasing %" PRIu64 ", off grid %" PRIu64 ", beyond the head window %" PRIu64
+           "; %zu series\n",
+           vs.checked, vs.shared_checked, now_seconds() - start, vs.missing, vs.wrong, vs.extra,
+           vs.rejected_present, vs.unordered, vs.off_grid, vs.too_old, all);
     if (vs.missing || vs.wrong || vs.unordered || vs.off_grid)
         failed = 1;
 
