@@ -246,6 +246,14 @@ static long peak_rss_kib(void)
     return ru.ru_maxrss;
 }
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
 static long current_rss_kib(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -343,7 +351,7 @@ int bench_write_main(int argc, char **argv)
     fflush(stdout);
 
     pthread_t *tids = cairn_calloc(threads, sizeof(pthread_t));
-    double start = time_monotonic_seconds();
+    double start = time_monotonic_seconds(), cpu_start = cpu_seconds();
     for (int done = 0; done < scrapes && !atomic_load(&b.failed); done += ROUND_SCRAPES) {
         b.round_base_t = (int64_t)done * SCRAPE_INTERVAL_MS;
         b.round_scrapes = scrapes - done < ROUND_SCRAPES ? scrapes - done : ROUND_SCRAPES;
@@ -353,7 +361,7 @@ int bench_write_main(int argc, char **argv)
         for (unsigned t = 0; t < threads; t++)
             pthread_join(tids[t], NULL);
     }
-    double elapsed = time_monotonic_seconds() - start;
+    double elapsed = time_monotonic_seconds() - start, cpu = cpu_seconds() - cpu_start;
     uint64_t total = atomic_load(&b.samples);
 
     tsdb_stats_t st;
@@ -363,6 +371,8 @@ int bench_write_main(int argc, char **argv)
            "threads)\n",
            (unsigned long long)total, elapsed, (double)total / elapsed,
            elapsed * 1e9 / (double)total, threads);
+    printf("ingestion: %.3f CPU seconds, %.1f ns CPU per sample, %.0f%% of one core\n", cpu,
+           cpu * 1e9 / (double)total, 100.0 * cpu / elapsed);
     if (atomic_load(&b.rejected) || atomic_load(&b.failed))
         printf("WARNING: %llu samples rejected%s\n", (unsigned long long)atomic_load(&b.rejected),
                atomic_load(&b.failed) ? ", a commit failed" : "");

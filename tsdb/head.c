@@ -6,12 +6,18 @@
  * at once, visible to queries), checks the sample against the series' newest timestamp with
  * relaxed atomic reads (no lock), and buffers it. tsdb_appender_commit then
  *   1. encodes one Series record (for series not yet in the WAL) and one Samples record,
- *   2. writes them with wal_log (group-committed with concurrent commits),
+ *   2. frames them into the WAL (wal_log_begin; the write itself is group-committed with
+ *      concurrent commits and goes on while this commit applies),
  *   3. applies the samples: a counting sort groups them by append stripe (series ref & mask),
  *      and each stripe's lock is taken once for all its samples; each sample is re-checked
  *      (a concurrent commit may have moved the series on) and appended to the open chunk,
- *   4. writes the chunks sealed in step 3 to chunks_head/ with one write.
- * A sample is acknowledged when commit returns: it is in the WAL and in memory.
+ *   4. writes the chunks sealed in step 3 to chunks_head/ with one write,
+ *   5. waits until the WAL bytes are written (wal_log_wait), writing them itself, together
+ *      with everything framed since, if no write is in progress.
+ * A sample is acknowledged when commit returns: it is in the WAL and in memory. Applying
+ * before the write completes lets commits overlap their WAL writes; if that write fails, the
+ * batch is reported as failed, its samples may be visible until restart, and the WAL refuses
+ * every later write.
  *
  * WAL order equals apply order, per stripe. Two commits touching the same series could
  * otherwise apply in the opposite order to their records' order in the WAL; replay would then
@@ -499,7 +505,13 @@ tsdb_reject_t tsdb_append(tsdb_appender_t *app, tsdb_ref_t ref, const tsdb_label
         app->cap = app->cap ? app->cap * 2 : 256;
         app->samples = cairn_realloc(app->samples, app->cap * sizeof(*app->samples));
     }
-    app->samples[app->count++] = (pending_sample_t){s, t, v, (uint32_t)app->appended};
+    app->samples[app->count++] =
+        (pending_sample_t){s,
+                           s->ref,
+                           t,
+                           v,
+                           (uint32_t)app->appended,
+                           !atomic_load_explicit(&s->wal_logged, memory_order_acquire)};
     app->appended++;
     return TSDB_REJECT_NONE;
 }
@@ -536,7 +548,7 @@ static void commit_group(tsdb_appender_t *app)
     uint32_t *pos = app->stripe_pos;
     memset(pos, 0, (stripes + 1) * sizeof(uint32_t));
     for (size_t i = 0; i < app->count; i++)
-        pos[(app->samples[i].series->ref & db->stripe_mask) + 1]++;
+        pos[stripe_of(db, app->samples[i].ref) + 1]++;
     app->used_count = 0;
     for (size_t i = 1; i <= stripes; i++) {
         if (pos[i])
@@ -544,7 +556,7 @@ static void commit_group(tsdb_appender_t *app)
         pos[i] += pos[i - 1];
     }
     for (size_t i = 0; i < app->count; i++)
-        app->order[pos[app->samples[i].series->ref & db->stripe_mask]++] = (uint32_t)i;
+        app->order[pos[stripe_of(db, app->samples[i].ref)]++] = (uint32_t)i;
 }
 
 /* The framing hook: takes this commit's place in every stripe it touches, in log order. */
@@ -601,13 +613,17 @@ static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
         append_stripe_t *st = stripe_enter(app, k);
         for (; i < app->count; i++) {
             pending_sample_t *p = &app->samples[app->order[i]];
-            if ((p->series->ref & db->stripe_mask) != stripe)
+            if (stripe_of(db, p->ref) != stripe)
                 break;
             if (CAIRN_UNLIKELY(
                     atomic_load_explicit(&p->series->deleted_flag, memory_order_relaxed))) {
                 app->order[orphans++] = app->order[i];
                 continue;
             }
+            /* Its Series record is framed (before this batch's samples): later batches may
+             * leave it out. */
+            if (p->unlogged)
+                atomic_store_explicit(&p->series->wal_logged, 1, memory_order_release);
             tsdb_reject_t r = head_series_append(db, p->series, p->t, p->v, min_valid);
             if (r == TSDB_REJECT_NONE) {
                 stored++;
@@ -630,7 +646,7 @@ static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
         tsdb_series_t *s = lookup_by_labels(app, labels, n, &why);
         tsdb_reject_t r = why;
         if (s) {
-            pthread_mutex_t *lock = &db->stripes[s->ref & db->stripe_mask].lock;
+            pthread_mutex_t *lock = &db->stripes[stripe_of(db, s->ref)].lock;
             pthread_mutex_lock(lock);
             r = head_series_append(db, s, p->t, p->v, min_valid);
             pthread_mutex_unlock(lock);
@@ -668,7 +684,8 @@ int tsdb_appender_commit(tsdb_appender_t *app, tsdb_commit_result_t *result)
         lens[n++] = app->wal_samples.len;
         commit_group(app);
         app->tickets_taken = false;
-        rc = wal_log_ordered(db->wal, recs, lens, n, NULL, commit_take_tickets, app);
+        uint64_t wal_ticket = 0;
+        rc = wal_log_begin(db->wal, recs, lens, n, commit_take_tickets, app, &wal_ticket, NULL);
         if (rc < 0) {
             LOG_ERROR("WAL write failed; batch not acknowledged", "samples=%zu err=%s", app->count,
                       log_quote(cairn_strerror(rc)));
@@ -677,9 +694,6 @@ int tsdb_appender_commit(tsdb_appender_t *app, tsdb_commit_result_t *result)
             tsdb_appender_rollback(app);
             return rc;
         }
-        for (size_t i = 0; i < app->count; i++)
-            if (!atomic_load_explicit(&app->samples[i].series->wal_logged, memory_order_relaxed))
-                atomic_store_explicit(&app->samples[i].series->wal_logged, 1, memory_order_release);
         /* 3-4: apply, then write the sealed chunks. */
         int64_t min_t = INT64_MAX, max_t = INT64_MIN;
         commit_apply(app, &min_t, &max_t);
@@ -688,6 +702,12 @@ int tsdb_appender_commit(tsdb_appender_t *app, tsdb_commit_result_t *result)
         int crc = head_chunks_flush(db->chunks);
         if (crc < 0)
             LOG_ERROR("Writing sealed chunks failed", "err=%s", log_quote(cairn_strerror(crc)));
+        /* The WAL write went on meanwhile (or this waiter writes it, with whatever other
+         * commits framed since): only now is the batch acknowledged. */
+        rc = wal_log_wait(db->wal, wal_ticket);
+        if (rc < 0)
+            LOG_ERROR("WAL write failed; batch not acknowledged", "samples=%zu err=%s", app->count,
+                      log_quote(cairn_strerror(rc)));
         metric_histogram_observe(db->m_commit_samples, (double)app->count);
     }
     metric_counter_add(db->m_commits, 1);
@@ -808,11 +828,11 @@ int tsdb_truncate(tsdb_t *db, int64_t min_time)
     uint32_t *start = cairn_calloc(stripes + 1, sizeof(uint32_t));
     tsdb_ref_t *by_stripe = cairn_malloc((n ? n : 1) * sizeof(tsdb_ref_t));
     for (size_t i = 0; i < n; i++)
-        start[(refs[i] & db->stripe_mask) + 1]++;
+        start[stripe_of(db, refs[i]) + 1]++;
     for (size_t k = 1; k <= stripes; k++)
         start[k] += start[k - 1];
     for (size_t i = 0; i < n; i++)
-        by_stripe[start[refs[i] & db->stripe_mask]++] = refs[i];
+        by_stripe[start[stripe_of(db, refs[i])]++] = refs[i];
     cairn_free(refs);
 
     /* Series created from now on belong to the next round. */
@@ -1037,7 +1057,7 @@ uint64_t tsdb_chunk_bytes(tsdb_t *db)
         tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
         if (!s)
             continue;
-        pthread_mutex_t *lock = &db->stripes[s->ref & db->stripe_mask].lock;
+        pthread_mutex_t *lock = &db->stripes[stripe_of(db, s->ref)].lock;
         pthread_mutex_lock(lock);
         if (s->app.buf)
             total += xor_appender_bytes(&s->app);

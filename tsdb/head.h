@@ -25,9 +25,11 @@ typedef struct padded_rwlock {
 /* A sample buffered in an appender. */
 typedef struct pending_sample {
     tsdb_series_t *series;
+    tsdb_ref_t ref; /* series->ref, copied so encoding needs no pointer chase */
     int64_t t;
     double v;
-    uint32_t index; /* position among the batch's tsdb_append calls */
+    uint32_t index;   /* position among the batch's tsdb_append calls */
+    uint8_t unlogged; /* the series had no Series record in the WAL when appended */
 } pending_sample_t;
 
 struct tsdb {
@@ -71,6 +73,18 @@ struct tsdb {
     metric_histogram_t *m_commit_duration;
     metric_histogram_t *m_commit_samples;
 };
+
+/* The append stripe of a series. Blocks of HEAD_STRIPE_BLOCK consecutive references share a
+ * stripe: a scrape target's series are created together and get consecutive references, so a
+ * target's batch takes one or a few stripe locks (instead of one per stripe), and batches of
+ * different targets rarely meet on a stripe. */
+#ifndef HEAD_STRIPE_SHIFT
+#define HEAD_STRIPE_SHIFT 10
+#endif
+static inline size_t stripe_of(const tsdb_t *db, tsdb_ref_t ref)
+{
+    return (size_t)(ref >> HEAD_STRIPE_SHIFT) & db->stripe_mask;
+}
 
 unsigned head_guard_read_lock(tsdb_t *db);
 void head_guard_read_unlock(tsdb_t *db, unsigned slot);

@@ -134,19 +134,19 @@ void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_
 {
     buf_reset(series_rec);
     buf_reset(samples_rec);
-    /* Series not yet in the WAL, chosen in one pass (another commit may set the flag any
-     * moment, so the count and the entries must come from the same look). A series appearing
-     * twice in the batch is logged twice; replay treats the repeat as a no-op. */
-    buf_t chosen = BUF_INIT;
+    /* Series that had no Series record when their sample was appended (flagged then, so the
+     * count and the entries agree whatever other commits do meanwhile). A series logged twice
+     * is harmless: replay treats the repeat as a no-op. */
+    size_t unlogged = 0;
     for (size_t i = 0; i < count; i++)
-        if (!atomic_load_explicit(&samples[i].series->wal_logged, memory_order_acquire))
-            buf_append(&chosen, &samples[i].series, sizeof(tsdb_series_t *));
-    size_t unlogged = chosen.len / sizeof(tsdb_series_t *);
+        unlogged += samples[i].unlogged;
     if (unlogged) {
         buf_append_char(series_rec, WAL_RECORD_SERIES);
         put_uvarint(series_rec, unlogged);
-        for (size_t i = 0; i < unlogged; i++) {
-            const tsdb_series_t *s = ((tsdb_series_t **)chosen.data)[i];
+        for (size_t i = 0; i < count; i++) {
+            if (!samples[i].unlogged)
+                continue;
+            const tsdb_series_t *s = samples[i].series;
             put_uvarint(series_rec, s->ref);
             put_uvarint(series_rec, s->label_count);
             for (size_t l = 0; l < 2u * s->label_count; l++) {
@@ -157,7 +157,6 @@ void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_
             }
         }
     }
-    buf_free(&chosen);
     /* Worst case per sample: three 10-byte varints (ref, time, value) or 9 raw value bytes. */
     buf_reserve(samples_rec, 1 + 10 + 10 + count * 30);
     uint8_t *p = (uint8_t *)samples_rec->data + samples_rec->len;
@@ -167,7 +166,7 @@ void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_
     p = put_uvarint_raw(p, zigzag(base));
     tsdb_ref_t prev = 0;
     for (size_t i = 0; i < count; i++) {
-        tsdb_ref_t ref = samples[i].series->ref;
+        tsdb_ref_t ref = samples[i].ref;
         p = put_uvarint_raw(p, zigzag((int64_t)(ref - prev)));
         prev = ref;
         p = put_uvarint_raw(p, zigzag(samples[i].t - base));

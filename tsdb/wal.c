@@ -718,6 +718,22 @@ int wal_log(wal_t *w, const uint8_t *const *records, const size_t *lengths, size
 int wal_log_ordered(wal_t *w, const uint8_t *const *records, const size_t *lengths, size_t count,
                     wal_position_t *end, wal_framed_fn framed, void *ctx)
 {
+    uint64_t ticket;
+    int rc = wal_log_begin(w, records, lengths, count, framed, ctx, &ticket, end);
+    return rc < 0 ? rc : wal_log_wait(w, ticket);
+}
+
+int wal_log_wait(wal_t *w, uint64_t ticket)
+{
+    pthread_mutex_lock(&w->lock);
+    int rc = wal_wait_written(w, ticket);
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+int wal_log_begin(wal_t *w, const uint8_t *const *records, const size_t *lengths, size_t count,
+                  wal_framed_fn framed, void *ctx, uint64_t *ticket, wal_position_t *end)
+{
     wal_item_t stack_items[16];
     wal_item_t *items =
         count <= CAIRN_ARRAY_LEN(stack_items) ? stack_items : cairn_malloc(count * sizeof(*items));
@@ -780,7 +796,7 @@ int wal_log_ordered(wal_t *w, const uint8_t *const *records, const size_t *lengt
     uint64_t batch = ++w->framed_batches;
     w->pending_commits++;
     wal_position_t my_end = w->framed_end;
-    rc = wal_wait_written(w, batch);
+    *ticket = batch;
     pthread_mutex_unlock(&w->lock);
 
     if (rc == 0) {

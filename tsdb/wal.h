@@ -87,6 +87,15 @@ typedef void (*wal_framed_fn)(void *ctx);
 int wal_log_ordered(wal_t *w, const uint8_t *const *records, const size_t *lengths, size_t count,
                     wal_position_t *end, wal_framed_fn framed, void *ctx);
 
+/* wal_log_ordered in two halves, so the caller can work while the bytes are being written:
+ * wal_log_begin frames the records (calling framed as above) and returns at once with a ticket
+ * (and the end position, which is final); wal_log_wait(ticket) returns once they are written
+ * (synced in WAL_SYNC_ALWAYS mode), writing them itself if no write is in progress. Every
+ * successful begin must be followed by a wait. */
+int wal_log_begin(wal_t *w, const uint8_t *const *records, const size_t *lengths, size_t count,
+                  wal_framed_fn framed, void *ctx, uint64_t *ticket, wal_position_t *end);
+int wal_log_wait(wal_t *w, uint64_t ticket);
+
 /* Finishes the current segment (fsync) and starts the next; returns the new segment's number
  * or a negative errno. */
 int wal_next_segment(wal_t *w);
