@@ -97,28 +97,16 @@ static unsigned guard_my_slot(void)
     return (unsigned)guard_slot;
 }
 
-unsigned head_guard_read_lock(tsdb_t *db)
+unsigned guard_read_lock(padded_rwlock_t *guard)
 {
     unsigned slot = guard_my_slot();
-    pthread_rwlock_rdlock(&db->guard[slot].lock);
+    pthread_rwlock_rdlock(&guard[slot].lock);
     return slot;
 }
 
-void head_guard_read_unlock(tsdb_t *db, unsigned slot)
+void guard_read_unlock(padded_rwlock_t *guard, unsigned slot)
 {
-    pthread_rwlock_unlock(&db->guard[slot].lock);
-}
-
-unsigned head_query_guard_read_lock(tsdb_t *db)
-{
-    unsigned slot = guard_my_slot();
-    pthread_rwlock_rdlock(&db->query_guard[slot].lock);
-    return slot;
-}
-
-void head_query_guard_read_unlock(tsdb_t *db, unsigned slot)
-{
-    pthread_rwlock_unlock(&db->query_guard[slot].lock);
+    pthread_rwlock_unlock(&guard[slot].lock);
 }
 
 static void guard_write_lock(padded_rwlock_t *guard)
@@ -406,7 +394,7 @@ static void appender_reset(tsdb_appender_t *app)
     app->appended = 0;
     memset(&app->result, 0, sizeof(app->result));
     if (app->guard_held) {
-        head_guard_read_unlock(app->db, app->guard_slot);
+        guard_read_unlock(app->db->guard, app->guard_slot);
         app->guard_held = false;
     }
 }
@@ -472,7 +460,7 @@ tsdb_reject_t tsdb_append(tsdb_appender_t *app, tsdb_ref_t ref, const tsdb_label
 {
     tsdb_t *db = app->db;
     if (!app->guard_held) {
-        app->guard_slot = head_guard_read_lock(db);
+        app->guard_slot = guard_read_lock(db->guard);
         app->guard_held = true;
     }
     if (t < min_valid_time(db))
@@ -570,16 +558,22 @@ static void commit_take_tickets(void *ctx)
     app->min_valid = atomic_load_explicit(&app->db->truncated_before, memory_order_relaxed);
 }
 
-/* Locks stripe used[k] and waits for this commit's turn on it. */
-static append_stripe_t *stripe_enter(tsdb_appender_t *app, size_t k)
+/* Locks a stripe and waits until it serves ticket. */
+static void stripe_enter_turn(append_stripe_t *st, uint64_t ticket)
 {
-    append_stripe_t *st = &app->db->stripes[app->used[k]];
     pthread_mutex_lock(&st->lock);
-    while (st->serving != app->tickets[k]) {
+    while (st->serving != ticket) {
         st->waiters++;
         pthread_cond_wait(&st->turn, &st->lock);
         st->waiters--;
     }
+}
+
+/* Locks stripe used[k] and waits for this commit's turn on it. */
+static append_stripe_t *stripe_enter(tsdb_appender_t *app, size_t k)
+{
+    append_stripe_t *st = &app->db->stripes[app->used[k]];
+    stripe_enter_turn(st, app->tickets[k]);
     return st;
 }
 
@@ -742,12 +736,10 @@ static void truncate_take_tickets(void *ctx)
 static append_stripe_t *truncate_enter(tsdb_t *db, size_t k, const uint64_t *tickets)
 {
     append_stripe_t *st = &db->stripes[k];
-    pthread_mutex_lock(&st->lock);
-    while (tickets && st->serving != tickets[k]) {
-        st->waiters++;
-        pthread_cond_wait(&st->turn, &st->lock);
-        st->waiters--;
-    }
+    if (tickets)
+        stripe_enter_turn(st, tickets[k]);
+    else
+        pthread_mutex_lock(&st->lock);
     return st;
 }
 
@@ -1052,7 +1044,7 @@ uint64_t tsdb_chunk_bytes(tsdb_t *db)
     uint64_t total = atomic_load_explicit(&db->sealed_bytes, memory_order_relaxed);
     tsdb_ref_t *refs;
     size_t n = postings_all(db->series, &refs);
-    unsigned slot = head_guard_read_lock(db);
+    unsigned slot = guard_read_lock(db->guard);
     for (size_t i = 0; i < n; i++) {
         tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
         if (!s)
@@ -1063,7 +1055,7 @@ uint64_t tsdb_chunk_bytes(tsdb_t *db)
             total += xor_appender_bytes(&s->app);
         pthread_mutex_unlock(lock);
     }
-    head_guard_read_unlock(db, slot);
+    guard_read_unlock(db->guard, slot);
     cairn_free(refs);
     return total;
 }

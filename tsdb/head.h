@@ -86,11 +86,11 @@ static inline size_t stripe_of(const tsdb_t *db, tsdb_ref_t ref)
     return (size_t)(ref >> HEAD_STRIPE_SHIFT) & db->stripe_mask;
 }
 
-unsigned head_guard_read_lock(tsdb_t *db);
-void head_guard_read_unlock(tsdb_t *db, unsigned slot);
-/* Queriers: while any is open, truncation does not start (as Prometheus waits for readers). */
-unsigned head_query_guard_read_lock(tsdb_t *db);
-void head_query_guard_read_unlock(tsdb_t *db, unsigned slot);
+/* Read side of a big-reader lock (db->guard for appenders, db->query_guard for queriers: while
+ * a querier is open, truncation does not start, as Prometheus waits for readers). Returns the
+ * slot to unlock. */
+unsigned guard_read_lock(padded_rwlock_t *guard);
+void guard_read_unlock(padded_rwlock_t *guard, unsigned slot);
 
 /* Checks and appends a sample to s; the caller holds s's stripe lock (or owns s during replay).
  * Returns why it was not stored, or TSDB_REJECT_NONE (also for an identical repeat). */

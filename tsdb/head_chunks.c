@@ -64,7 +64,6 @@ struct head_chunks {
     buf_t pending;                              /* unwritten bytes of the current file */
     uint64_t pending_offset;                    /* file offset of pending.data[0] */
     int error;                                  /* sticky write error */
-    _Atomic uint64_t bytes_written;
 };
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -303,7 +302,6 @@ static int flush_locked(head_chunks_t *hc)
         }
         done += (size_t)w;
     }
-    atomic_fetch_add_explicit(&hc->bytes_written, done, memory_order_relaxed);
     hc->pending_offset += done;
     f->flushed = hc->pending_offset;
     buf_reset(&hc->pending);
@@ -421,11 +419,6 @@ int head_chunks_truncate_before(head_chunks_t *hc, int64_t min_t)
     }
     pthread_mutex_unlock(&hc->lock);
     return removed;
-}
-
-uint64_t head_chunks_bytes_written(head_chunks_t *hc)
-{
-    return atomic_load_explicit(&hc->bytes_written, memory_order_relaxed);
 }
 
 int head_chunks_close(head_chunks_t *hc)

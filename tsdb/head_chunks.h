@@ -40,7 +40,6 @@ int head_chunks_read(head_chunks_t *hc, uint64_t chunk_ref, const uint8_t **data
                      buf_t *scratch);
 /* Deletes the oldest files whose chunks all end before min_t; returns how many. */
 int head_chunks_truncate_before(head_chunks_t *hc, int64_t min_t);
-uint64_t head_chunks_bytes_written(head_chunks_t *hc);
 /* Flushes, syncs and closes. */
 int head_chunks_close(head_chunks_t *hc);
 

@@ -26,12 +26,6 @@ void tsdb_options_free(tsdb_options_t *opts)
     opts->path = NULL;
 }
 
-void tsdb_options_set_path(tsdb_options_t *opts, const char *path)
-{
-    cairn_free(opts->path);
-    opts->path = cairn_strdup(path);
-}
-
 void tsdb_config_init(tsdb_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));

@@ -181,7 +181,7 @@ tsdb_querier_t *tsdb_querier_new(tsdb_t *db, int64_t min_t, int64_t max_t)
     q->db = db;
     q->min_t = min_t;
     q->max_t = max_t;
-    q->guard_slot = head_query_guard_read_lock(db);
+    q->guard_slot = guard_read_lock(db->query_guard);
     return q;
 }
 
@@ -189,7 +189,7 @@ void tsdb_querier_free(tsdb_querier_t *q)
 {
     if (!q)
         return;
-    head_query_guard_read_unlock(q->db, q->guard_slot);
+    guard_read_unlock(q->db->query_guard, q->guard_slot);
     cairn_free(q);
 }
 

@@ -31,8 +31,6 @@ typedef struct tsdb_options {
 /* Fills defaults; the caller owns the result and frees it with tsdb_options_free. */
 void tsdb_options_init(tsdb_options_t *opts);
 void tsdb_options_free(tsdb_options_t *opts);
-/* Replaces the data directory (copied). */
-void tsdb_options_set_path(tsdb_options_t *opts, const char *path);
 
 /* Creates the data directory if needed (with parents) and takes an exclusive lock on its
  * `lock` file, so two processes never share one directory. On success stores the lock's file
