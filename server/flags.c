@@ -37,6 +37,9 @@ typedef struct flag_def {
 } flag_def_t;
 
 #define FIELD(f) offsetof(server_flags_t, f)
+/* A numeric default macro as a string literal, so --help shows the value the code uses. */
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x)  STRINGIFY_(x)
 
 static const flag_def_t flag_defs[] = {
     {"config.file", FLAG_PATH, FIELD(config_file), "FILE",
@@ -62,6 +65,15 @@ static const flag_def_t flag_defs[] = {
      "power loss (default: acknowledge once the OS has the bytes, which survives kill -9)."},
     {"storage.tsdb.wal-compression", FLAG_BOOL, FIELD(tsdb.wal_compression), NULL,
      "Compress WAL records with snappy (default on)."},
+    {"storage.tsdb.label-limit", FLAG_UINT, FIELD(tsdb.label_limit), "N",
+     "Maximum number of labels per series; a sample creating a series with more is rejected "
+     "(default " STRINGIFY(TSDB_DEFAULT_MAX_LABELS) "; 0 = no limit)."},
+    {"storage.tsdb.label-name-length-limit", FLAG_UINT, FIELD(tsdb.label_name_length_limit), "N",
+     "Maximum length of a label name in bytes; a sample creating a series with a longer one is "
+     "rejected (default " STRINGIFY(TSDB_DEFAULT_MAX_NAME_LENGTH) "; 0 = no limit)."},
+    {"storage.tsdb.label-value-length-limit", FLAG_UINT, FIELD(tsdb.label_value_length_limit), "N",
+     "Maximum length of a label value in bytes; a sample creating a series with a longer one is "
+     "rejected (default " STRINGIFY(TSDB_DEFAULT_MAX_VALUE_LENGTH) "; 0 = no limit)."},
     {"query.lookback-delta", FLAG_DURATION, FIELD(query.lookback_delta_ms), "DURATION",
      "How far back to look for a sample of an instant vector selector (default 5m)."},
     {"query.timeout", FLAG_DURATION, FIELD(query.timeout_ms), "DURATION",

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,16 @@ static char *self_scrape_target(const char *bound)
     return cairn_strdup(bound);
 }
 
+/* A uint64_t flag value as a size_t limit (saturating where size_t is narrower). */
+static size_t flag_to_size(uint64_t v)
+{
+#if UINT64_MAX > SIZE_MAX
+    if (v > SIZE_MAX)
+        return SIZE_MAX;
+#endif
+    return (size_t)v;
+}
+
 static void log_flag(void *ctx, const char *name, const char *value)
 {
     (void)ctx;
@@ -148,6 +159,9 @@ static int run(server_flags_t *flags)
     tsdb_open_options_init(&tsdb_opts, flags->tsdb.path);
     tsdb_opts.wal_sync = flags->tsdb.wal_fsync ? TSDB_WAL_SYNC_ALWAYS : TSDB_WAL_SYNC_NONE;
     tsdb_opts.wal_compress = flags->tsdb.wal_compression;
+    tsdb_opts.limits.max_labels = flag_to_size(flags->tsdb.label_limit);
+    tsdb_opts.limits.max_name_length = flag_to_size(flags->tsdb.label_name_length_limit);
+    tsdb_opts.limits.max_value_length = flag_to_size(flags->tsdb.label_value_length_limit);
     tsdb_opts.registry = reg;
     LOG_INFO("Opening storage", "path=%s wal_fsync=%s", log_quote(flags->tsdb.path),
              flags->tsdb.wal_fsync ? "true" : "false");

@@ -194,9 +194,9 @@ void tsdb_open_options_init(tsdb_open_options_t *opts, const char *path)
     opts->appendable_window_ms = DEFAULT_APPENDABLE_WINDOW_MS;
     opts->wal_sync = TSDB_WAL_SYNC_NONE;
     opts->wal_compress = true;
-    opts->limits.max_labels = 64;
-    opts->limits.max_name_length = 1024;
-    opts->limits.max_value_length = 16384;
+    opts->limits.max_labels = TSDB_DEFAULT_MAX_LABELS;
+    opts->limits.max_name_length = TSDB_DEFAULT_MAX_NAME_LENGTH;
+    opts->limits.max_value_length = TSDB_DEFAULT_MAX_VALUE_LENGTH;
 }
 
 /* ---- time bounds ---------------------------------------------------------------------------- */

@@ -18,6 +18,9 @@ void tsdb_options_init(tsdb_options_t *opts)
     opts->path = cairn_strdup(TSDB_DEFAULT_PATH);
     opts->retention_time_ms = TSDB_DEFAULT_RETENTION_MS;
     opts->wal_compression = true;
+    opts->label_limit = TSDB_DEFAULT_MAX_LABELS;
+    opts->label_name_length_limit = TSDB_DEFAULT_MAX_NAME_LENGTH;
+    opts->label_value_length_limit = TSDB_DEFAULT_MAX_VALUE_LENGTH;
 }
 
 void tsdb_options_free(tsdb_options_t *opts)

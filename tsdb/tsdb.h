@@ -23,10 +23,20 @@ typedef struct tsdb_options {
     uint64_t retention_size;   /* --storage.tsdb.retention.size in bytes; 0 = off */
     bool wal_fsync;            /* --storage.tsdb.wal-fsync: fdatasync before acknowledging */
     bool wal_compression;      /* --storage.tsdb.wal-compression (snappy), default true */
+    /* Label-set limits (tsdb_limits_t); 0 = no limit. */
+    uint64_t label_limit;              /* --storage.tsdb.label-limit, labels per series */
+    uint64_t label_name_length_limit;  /* --storage.tsdb.label-name-length-limit, bytes */
+    uint64_t label_value_length_limit; /* --storage.tsdb.label-value-length-limit, bytes */
 } tsdb_options_t;
 
 #define TSDB_DEFAULT_PATH         "data/"
 #define TSDB_DEFAULT_RETENTION_MS (15LL * 24 * 3600 * 1000)
+
+/* Default label-set limits, for both tsdb_options_init (the flags) and tsdb_open_options_init.
+ * Plain decimal literals: server/flags.c stringifies them into the --help text. */
+#define TSDB_DEFAULT_MAX_LABELS       64
+#define TSDB_DEFAULT_MAX_NAME_LENGTH  1024
+#define TSDB_DEFAULT_MAX_VALUE_LENGTH 16384
 
 /* Fills defaults; the caller owns the result and frees it with tsdb_options_free. */
 void tsdb_options_init(tsdb_options_t *opts);
@@ -49,9 +59,9 @@ typedef struct tsdb_label {
 
 /* Limits on label sets, checked when a series is created. 0 means no limit. */
 typedef struct tsdb_limits {
-    size_t max_labels;       /* labels per series, default 64 */
-    size_t max_name_length;  /* bytes, default 1024 */
-    size_t max_value_length; /* bytes, default 16384 */
+    size_t max_labels;       /* labels per series, default TSDB_DEFAULT_MAX_LABELS (64) */
+    size_t max_name_length;  /* bytes, default TSDB_DEFAULT_MAX_NAME_LENGTH (1024) */
+    size_t max_value_length; /* bytes, default TSDB_DEFAULT_MAX_VALUE_LENGTH (16384) */
 } tsdb_limits_t;
 
 /* Why a sample was not stored. */

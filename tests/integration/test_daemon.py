@@ -70,7 +70,9 @@ BAD_KEY_LINE5 = "scrape_intervall"
 
 ALL_FLAGS = [
     "--config.file", "--storage.tsdb.path", "--storage.tsdb.retention.time",
-    "--storage.tsdb.retention.size", "--web.listen-address", "--web.max-connections",
+    "--storage.tsdb.retention.size", "--storage.tsdb.label-limit",
+    "--storage.tsdb.label-name-length-limit", "--storage.tsdb.label-value-length-limit",
+    "--web.listen-address", "--web.max-connections",
     "--web.max-request-body-size", "--web.enable-lifecycle", "--log.level",
     "--query.lookback-delta", "--query.timeout", "--query.max-samples",
     "--query.max-concurrency", "--version", "--help",
@@ -129,6 +131,14 @@ class FlagTests(CairnTestCase):
             (["--storage.tsdb.retention.size=-1GB"], "-1GB", "--storage.tsdb.retention.size"),
             (["--storage.tsdb.retention.size=99999999EiB"], "99999999EiB", "--storage.tsdb.retention.size"),
             (["--query.max-samples=abc"], "abc", "--query.max-samples"),
+            (["--storage.tsdb.label-limit=-1"], "-1", "--storage.tsdb.label-limit"),
+            (["--storage.tsdb.label-limit", "many"], "many", "--storage.tsdb.label-limit"),
+            (["--storage.tsdb.label-name-length-limit=1KiB"], "1KiB",
+             "--storage.tsdb.label-name-length-limit"),
+            (["--storage.tsdb.label-value-length-limit=16k"], "16k",
+             "--storage.tsdb.label-value-length-limit"),
+            (["--storage.tsdb.label-value-length-limit=99999999999999999999"],
+             "99999999999999999999", "--storage.tsdb.label-value-length-limit"),
             (["--web.listen-address=127.0.0.1:99999"], "127.0.0.1:99999", "--web.listen-address"),
         ]
         for args, value, flag in cases:
@@ -184,6 +194,29 @@ class FlagTests(CairnTestCase):
                 self.assertEqual(p.get("/-/healthy")[0], 200)
                 p.send_signal(signal.SIGTERM)
                 self.assertEqual(p.wait_exit(10), 0, p.log())
+
+    def test_label_limit_flags(self):
+        # The daemon does not ingest yet, so the limits are seen in the start-up flag log
+        # (debug level): defaults, then given values (0 = no limit).
+        for args, want in (
+                ([], {"storage.tsdb.label-limit": "64",
+                      "storage.tsdb.label-name-length-limit": "1024",
+                      "storage.tsdb.label-value-length-limit": "16384"}),
+                (["--storage.tsdb.label-limit=0", "--storage.tsdb.label-name-length-limit", "200",
+                  "--storage.tsdb.label-value-length-limit=100000"],
+                 {"storage.tsdb.label-limit": "0",
+                  "storage.tsdb.label-name-length-limit": "200",
+                  "storage.tsdb.label-value-length-limit": "100000"})):
+            with self.subTest(args=args):
+                p = self.start(["--log.level=debug"] + args,
+                               data_dir=self.path("data-limits-%d" % len(args)))
+                self.assertEqual(p.get("/-/healthy")[0], 200)
+                p.send_signal(signal.SIGTERM)
+                self.assertEqual(p.wait_exit(10), 0, p.log())
+                flags = {r.get("name"): r.get("value")
+                         for r in log_records(p.log()) if r.get("msg") == "Flag"}
+                for name, value in want.items():
+                    self.assertEqual(flags.get(name), value, "flag %s in log:\n%s" % (name, p.log()))
 
     def test_bad_config_file_exits_1(self):
         path = self.write("bad.yml", BAD_CONFIG_LINE3)

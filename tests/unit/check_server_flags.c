@@ -22,6 +22,9 @@ static const char *const ALL_FLAG_NAMES[] = {
     "storage.tsdb.path",
     "storage.tsdb.retention.time",
     "storage.tsdb.retention.size",
+    "storage.tsdb.label-limit",
+    "storage.tsdb.label-name-length-limit",
+    "storage.tsdb.label-value-length-limit",
     "web.listen-address",
     "web.max-connections",
     "web.max-request-body-size",
@@ -88,6 +91,26 @@ START_TEST(test_defaults)
     ck_assert_int_eq(flags.query.timeout_ms, 2 * 60 * 1000);
     ck_assert_uint_eq(flags.query.max_samples, 50000000);
     ck_assert_uint_eq(flags.query.max_concurrency, 20);
+    ck_assert_uint_eq(flags.tsdb.label_limit, 64);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, 1024);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, 16384);
+    server_flags_free(&flags);
+}
+END_TEST
+
+/* The label-limit flags default to what the storage engine uses without flags. */
+START_TEST(test_label_limit_defaults_match_tsdb)
+{
+    server_flags_t flags;
+    tsdb_open_options_t opts;
+    server_flags_init(&flags);
+    tsdb_open_options_init(&opts, "unused");
+    ck_assert_uint_eq(flags.tsdb.label_limit, opts.limits.max_labels);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, opts.limits.max_name_length);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, opts.limits.max_value_length);
+    ck_assert_uint_eq(flags.tsdb.label_limit, TSDB_DEFAULT_MAX_LABELS);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, TSDB_DEFAULT_MAX_NAME_LENGTH);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, TSDB_DEFAULT_MAX_VALUE_LENGTH);
     server_flags_free(&flags);
 }
 END_TEST
@@ -102,6 +125,9 @@ START_TEST(test_no_arguments_keeps_defaults)
     ck_assert_str_eq(flags.tsdb.path, "data/");
     ck_assert_int_eq(flags.tsdb.retention_time_ms, 15LL * 24 * 3600 * 1000);
     ck_assert_uint_eq(flags.max_connections, 512);
+    ck_assert_uint_eq(flags.tsdb.label_limit, 64);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, 1024);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, 16384);
     server_flags_free(&flags);
 }
 END_TEST
@@ -421,6 +447,90 @@ START_TEST(test_max_concurrency_separate)
 }
 END_TEST
 
+START_TEST(test_label_limit_equals)
+{
+    server_flags_t flags;
+    char *argv[] = {"cairn", "--storage.tsdb.label-limit=30", NULL};
+    parse_ok(&flags, ARGC(argv), argv);
+    ck_assert_uint_eq(flags.tsdb.label_limit, 30);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, 1024);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, 16384);
+    server_flags_free(&flags);
+}
+END_TEST
+
+START_TEST(test_label_limit_separate)
+{
+    server_flags_t flags;
+    char *argv[] = {"cairn", "--storage.tsdb.label-limit", "128", NULL};
+    parse_ok(&flags, ARGC(argv), argv);
+    ck_assert_uint_eq(flags.tsdb.label_limit, 128);
+    server_flags_free(&flags);
+}
+END_TEST
+
+START_TEST(test_label_name_length_limit_equals)
+{
+    server_flags_t flags;
+    char *argv[] = {"cairn", "--storage.tsdb.label-name-length-limit=200", NULL};
+    parse_ok(&flags, ARGC(argv), argv);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, 200);
+    ck_assert_uint_eq(flags.tsdb.label_limit, 64);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, 16384);
+    server_flags_free(&flags);
+}
+END_TEST
+
+START_TEST(test_label_name_length_limit_separate)
+{
+    server_flags_t flags;
+    char *argv[] = {"cairn", "--storage.tsdb.label-name-length-limit", "4096", NULL};
+    parse_ok(&flags, ARGC(argv), argv);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, 4096);
+    server_flags_free(&flags);
+}
+END_TEST
+
+START_TEST(test_label_value_length_limit_equals)
+{
+    server_flags_t flags;
+    char *argv[] = {"cairn", "--storage.tsdb.label-value-length-limit=2048", NULL};
+    parse_ok(&flags, ARGC(argv), argv);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, 2048);
+    ck_assert_uint_eq(flags.tsdb.label_limit, 64);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, 1024);
+    server_flags_free(&flags);
+}
+END_TEST
+
+START_TEST(test_label_value_length_limit_separate)
+{
+    server_flags_t flags;
+    char *argv[] = {"cairn", "--storage.tsdb.label-value-length-limit", "1048576", NULL};
+    parse_ok(&flags, ARGC(argv), argv);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, 1048576);
+    server_flags_free(&flags);
+}
+END_TEST
+
+/* 0 turns a limit off, as in the storage engine (and Prometheus's scrape limits). */
+START_TEST(test_label_limits_zero_means_no_limit)
+{
+    server_flags_t flags;
+    char *argv[] = {"cairn",
+                    "--storage.tsdb.label-limit=0",
+                    "--storage.tsdb.label-name-length-limit=0",
+                    "--storage.tsdb.label-value-length-limit",
+                    "0",
+                    NULL};
+    parse_ok(&flags, ARGC(argv), argv);
+    ck_assert_uint_eq(flags.tsdb.label_limit, 0);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, 0);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, 0);
+    server_flags_free(&flags);
+}
+END_TEST
+
 /* All flags at once, mixing both forms; nothing else is disturbed. */
 START_TEST(test_all_flags_together)
 {
@@ -445,6 +555,10 @@ START_TEST(test_all_flags_together)
                     "--query.max-samples=7",
                     "--query.max-concurrency",
                     "3",
+                    "--storage.tsdb.label-limit=10",
+                    "--storage.tsdb.label-name-length-limit",
+                    "100",
+                    "--storage.tsdb.label-value-length-limit=1000",
                     NULL};
     parse_ok(&flags, ARGC(argv), argv);
     ck_assert_str_eq(flags.config_file, "c.yml");
@@ -460,6 +574,9 @@ START_TEST(test_all_flags_together)
     ck_assert_int_eq(flags.query.timeout_ms, 60 * 1000);
     ck_assert_uint_eq(flags.query.max_samples, 7);
     ck_assert_uint_eq(flags.query.max_concurrency, 3);
+    ck_assert_uint_eq(flags.tsdb.label_limit, 10);
+    ck_assert_uint_eq(flags.tsdb.label_name_length_limit, 100);
+    ck_assert_uint_eq(flags.tsdb.label_value_length_limit, 1000);
     server_flags_free(&flags);
 }
 END_TEST
@@ -612,6 +729,57 @@ START_TEST(test_bad_duration_overflow)
     char *argv[] = {"cairn", "--storage.tsdb.retention.time=9999999999999y", NULL};
     parse_fails(ARGC(argv), argv, &err);
     assert_invalid_value(&err, "9999999999999y", "storage.tsdb.retention.time");
+}
+END_TEST
+
+/* Each label-limit flag rejects a non-integer with `invalid value "<v>" for flag --<name>: ...`
+ * and a reason; sizes and negative numbers are not integers here. */
+static const struct {
+    const char *arg;
+    const char *value;
+    const char *flag;
+    const char *reason;
+} BAD_LABEL_LIMITS[] = {
+    {"--storage.tsdb.label-limit=abc", "abc", "storage.tsdb.label-limit",
+     "expected a non-negative integer"},
+    {"--storage.tsdb.label-limit=-1", "-1", "storage.tsdb.label-limit",
+     "expected a non-negative integer"},
+    {"--storage.tsdb.label-limit=", "", "storage.tsdb.label-limit",
+     "expected a non-negative integer"},
+    {"--storage.tsdb.label-name-length-limit=1KiB", "1KiB", "storage.tsdb.label-name-length-limit",
+     "expected a non-negative integer"},
+    {"--storage.tsdb.label-name-length-limit=2.5", "2.5", "storage.tsdb.label-name-length-limit",
+     "expected a non-negative integer"},
+    {"--storage.tsdb.label-value-length-limit=16k", "16k", "storage.tsdb.label-value-length-limit",
+     "expected a non-negative integer"},
+    {"--storage.tsdb.label-value-length-limit=99999999999999999999999", "99999999999999999999999",
+     "storage.tsdb.label-value-length-limit", "number out of range"},
+};
+
+START_TEST(test_bad_label_limits)
+{
+    cairn_error_t err;
+    char arg[128];
+    snprintf(arg, sizeof arg, "%s", BAD_LABEL_LIMITS[_i].arg);
+    char *argv[] = {"cairn", arg, NULL};
+    parse_fails(ARGC(argv), argv, &err);
+    assert_invalid_value(&err, BAD_LABEL_LIMITS[_i].value, BAD_LABEL_LIMITS[_i].flag);
+    ck_assert_msg(strstr(err.message, BAD_LABEL_LIMITS[_i].reason) != NULL, "message: %s",
+                  err.message);
+}
+END_TEST
+
+START_TEST(test_bad_label_limit_separate)
+{
+    cairn_error_t err;
+    char *argv[] = {"cairn", "--storage.tsdb.label-value-length-limit", "lots", NULL};
+    parse_fails(ARGC(argv), argv, &err);
+    assert_invalid_value(&err, "lots", "storage.tsdb.label-value-length-limit");
+
+    char *argv2[] = {"cairn", "--storage.tsdb.label-limit", NULL};
+    parse_fails(ARGC(argv2), argv2, &err);
+    ck_assert_msg(strstr(err.message, "--storage.tsdb.label-limit") != NULL, "message: %s",
+                  err.message);
 }
 END_TEST
 
@@ -840,6 +1008,9 @@ START_TEST(test_each_defaults)
     ck_assert_str_eq(visited_value(&v, "query.timeout"), "2m");
     ck_assert_str_eq(visited_value(&v, "query.max-samples"), "50000000");
     ck_assert_str_eq(visited_value(&v, "query.max-concurrency"), "20");
+    ck_assert_str_eq(visited_value(&v, "storage.tsdb.label-limit"), "64");
+    ck_assert_str_eq(visited_value(&v, "storage.tsdb.label-name-length-limit"), "1024");
+    ck_assert_str_eq(visited_value(&v, "storage.tsdb.label-value-length-limit"), "16384");
     server_flags_free(&flags);
 }
 END_TEST
@@ -857,6 +1028,10 @@ START_TEST(test_each_after_parse)
                     "--log.level=debug",
                     "--web.listen-address=:9100",
                     "--query.max-samples=42",
+                    "--storage.tsdb.label-limit=0",
+                    "--storage.tsdb.label-name-length-limit=256",
+                    "--storage.tsdb.label-value-length-limit",
+                    "65536",
                     NULL};
     parse_ok(&flags, ARGC(argv), argv);
     server_flags_each(&flags, collect_flag, &v);
@@ -867,6 +1042,9 @@ START_TEST(test_each_after_parse)
     ck_assert_str_eq(visited_value(&v, "log.level"), "debug");
     ck_assert_str_eq(visited_value(&v, "web.listen-address"), ":9100");
     ck_assert_str_eq(visited_value(&v, "query.max-samples"), "42");
+    ck_assert_str_eq(visited_value(&v, "storage.tsdb.label-limit"), "0");
+    ck_assert_str_eq(visited_value(&v, "storage.tsdb.label-name-length-limit"), "256");
+    ck_assert_str_eq(visited_value(&v, "storage.tsdb.label-value-length-limit"), "65536");
     server_flags_free(&flags);
 }
 END_TEST
@@ -898,6 +1076,11 @@ START_TEST(test_print_help_mentions_every_flag)
     ck_assert_msg(strstr(text, "--help") != NULL, "help does not mention --help");
     ck_assert_msg(strstr(text, "--version") != NULL, "help does not mention --version");
     ck_assert_msg(strstr(text, "mycairn") != NULL, "help does not name the program");
+    /* The label-limit defaults are shown, from the storage engine's constants. */
+    ck_assert_msg(strstr(text, "--storage.tsdb.label-limit=N") != NULL, "help: %s", text);
+    ck_assert_msg(strstr(text, "(default 64; 0 = no limit)") != NULL, "help: %s", text);
+    ck_assert_msg(strstr(text, "(default 1024; 0 = no limit)") != NULL, "help: %s", text);
+    ck_assert_msg(strstr(text, "(default 16384; 0 = no limit)") != NULL, "help: %s", text);
     free(text);
 }
 END_TEST
@@ -909,6 +1092,7 @@ static Suite *server_flags_suite(void)
     TCase *tc = tcase_create("defaults");
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_no_arguments_keeps_defaults);
+    tcase_add_test(tc, test_label_limit_defaults_match_tsdb);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("flags");
@@ -941,6 +1125,13 @@ static Suite *server_flags_suite(void)
     tcase_add_test(tc, test_max_samples_separate);
     tcase_add_test(tc, test_max_concurrency_equals);
     tcase_add_test(tc, test_max_concurrency_separate);
+    tcase_add_test(tc, test_label_limit_equals);
+    tcase_add_test(tc, test_label_limit_separate);
+    tcase_add_test(tc, test_label_name_length_limit_equals);
+    tcase_add_test(tc, test_label_name_length_limit_separate);
+    tcase_add_test(tc, test_label_value_length_limit_equals);
+    tcase_add_test(tc, test_label_value_length_limit_separate);
+    tcase_add_test(tc, test_label_limits_zero_means_no_limit);
     tcase_add_test(tc, test_all_flags_together);
     tcase_add_test(tc, test_parse_repeated);
     suite_add_tcase(s, tc);
@@ -965,6 +1156,8 @@ static Suite *server_flags_suite(void)
     tcase_add_test(tc, test_bad_integer_negative);
     tcase_add_test(tc, test_bad_integer_overflow);
     tcase_add_test(tc, test_bad_duration_overflow);
+    tcase_add_loop_test(tc, test_bad_label_limits, 0, (int)CAIRN_ARRAY_LEN(BAD_LABEL_LIMITS));
+    tcase_add_test(tc, test_bad_label_limit_separate);
     tcase_add_test(tc, test_abbreviated_flag_is_unknown);
     tcase_add_test(tc, test_listen_address_without_port);
     tcase_add_test(tc, test_listen_address_bad_port);
