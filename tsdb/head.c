@@ -181,6 +181,11 @@ static void register_metrics(tsdb_t *db, metric_registry_t *reg)
                              CAIRN_ARRAY_LEN(batch_size_buckets), batch_size_buckets);
     db->m_truncations =
         metric_counter_new(reg, "cairn_tsdb_head_truncations_total", "Head truncations.");
+    db->m_checkpoints = metric_counter_new(reg, "cairn_tsdb_checkpoint_creations_total",
+                                           "WAL checkpoints written.");
+    db->m_checkpoint_failures =
+        metric_counter_new(reg, "cairn_tsdb_checkpoint_creations_failed_total",
+                           "WAL checkpoints that failed (the WAL keeps its segments).");
     metric_registry_add_collector(reg, collect_head, db);
 }
 
@@ -371,7 +376,9 @@ struct tsdb_appender {
     uint64_t *tickets; /* the batch's ticket on used[k] */
     size_t used_count;
     bool tickets_taken;
-    int64_t min_valid;    /* truncation floor when the batch was framed */
+    int64_t min_valid;       /* truncation floor when the batch was framed */
+    pending_sample_t *retry; /* samples of series truncated under the batch (commit_apply) */
+    size_t retry_count, retry_cap;
     tsdb_label_t *labels; /* scratch for sorting input labels */
     size_t labels_cap;
     buf_t wal_series, wal_samples;
@@ -406,6 +413,7 @@ void tsdb_appender_free(tsdb_appender_t *app)
     tsdb_appender_rollback(app);
     cairn_free(app->samples);
     cairn_free(app->order);
+    cairn_free(app->retry);
     cairn_free(app->stripe_pos);
     cairn_free(app->used);
     cairn_free(app->tickets);
@@ -631,33 +639,70 @@ static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
         }
         stripe_leave(st);
     }
-    /* Re-create truncated series from their labels and append there, one lock at a time. */
+    /* Samples of series truncated since they were appended: the next round re-creates the
+     * series and commits them again. */
+    if (orphans > app->retry_cap) {
+        app->retry_cap = orphans;
+        app->retry = cairn_realloc(app->retry, app->retry_cap * sizeof(*app->retry));
+    }
+    size_t next = 0;
     for (size_t k = 0; k < orphans; k++) {
         pending_sample_t *p = &app->samples[app->order[k]];
         tsdb_label_t labels[256];
         tsdb_reject_t why;
         size_t n = series_labels(db, p->series, labels);
         tsdb_series_t *s = lookup_by_labels(app, labels, n, &why);
-        tsdb_reject_t r = why;
-        if (s) {
-            pthread_mutex_t *lock = &db->stripes[stripe_of(db, s->ref)].lock;
-            pthread_mutex_lock(lock);
-            r = head_series_append(db, s, p->t, p->v, min_valid);
-            pthread_mutex_unlock(lock);
+        if (!s) {
+            apply_reject(app, p, why);
+            continue;
         }
-        if (r == TSDB_REJECT_NONE) {
-            stored++;
-            if (p->t < *min_t)
-                *min_t = p->t;
-            if (p->t > *max_t)
-                *max_t = p->t;
-        } else {
-            apply_reject(app, p, r);
-        }
+        app->retry[next++] = (pending_sample_t){
+            s,    s->ref,   p->t,
+            p->v, p->index, !atomic_load_explicit(&s->wal_logged, memory_order_acquire)};
     }
+    app->retry_count = next;
     app->result.appended += stored;
     metric_counter_add(db->m_appended, stored);
     atomic_fetch_add_explicit(&db->samples_appended, stored, memory_order_relaxed);
+}
+
+/* Commits app->samples (steps 1-5 of the file comment). Leaves in app->retry the samples of
+ * series that truncation removed meanwhile, re-pointed at series re-created from their
+ * labels. Returns 0 or a negative errno from the WAL. */
+static int commit_round(tsdb_appender_t *app)
+{
+    tsdb_t *db = app->db;
+    app->retry_count = 0;
+    /* 1-2: the batch's records, then the WAL. */
+    wal_records_encode_batch(db, app->samples, app->count, &app->wal_series, &app->wal_samples);
+    const uint8_t *recs[2];
+    size_t lens[2], n = 0;
+    if (app->wal_series.len) {
+        recs[n] = (const uint8_t *)app->wal_series.data;
+        lens[n++] = app->wal_series.len;
+    }
+    recs[n] = (const uint8_t *)app->wal_samples.data;
+    lens[n++] = app->wal_samples.len;
+    commit_group(app);
+    app->tickets_taken = false;
+    uint64_t wal_ticket = 0;
+    int rc = wal_log_begin(db->wal, recs, lens, n, commit_take_tickets, app, &wal_ticket, NULL);
+    if (rc < 0) {
+        if (app->tickets_taken)
+            commit_skip_turns(app);
+        return rc;
+    }
+    /* 3-4: apply, then write the sealed chunks. */
+    int64_t min_t = INT64_MAX, max_t = INT64_MIN;
+    commit_apply(app, &min_t, &max_t);
+    if (max_t != INT64_MIN)
+        head_note_time(db, min_t, max_t);
+    int crc = head_chunks_flush(db->chunks);
+    if (crc < 0)
+        LOG_ERROR("Writing sealed chunks failed", "err=%s", log_quote(cairn_strerror(crc)));
+    /* The WAL write went on meanwhile (or this waiter writes it, with whatever other commits
+     * framed since): only now is the batch acknowledged. */
+    return wal_log_wait(db->wal, wal_ticket);
 }
 
 int tsdb_appender_commit(tsdb_appender_t *app, tsdb_commit_result_t *result)
@@ -665,45 +710,32 @@ int tsdb_appender_commit(tsdb_appender_t *app, tsdb_commit_result_t *result)
     tsdb_t *db = app->db;
     double start = time_monotonic_seconds();
     int rc = 0;
-    if (app->count) {
-        /* 1-2: the batch's records, then the WAL. */
-        wal_records_encode_batch(db, app->samples, app->count, &app->wal_series, &app->wal_samples);
-        const uint8_t *recs[2];
-        size_t lens[2], n = 0;
-        if (app->wal_series.len) {
-            recs[n] = (const uint8_t *)app->wal_series.data;
-            lens[n++] = app->wal_series.len;
-        }
-        recs[n] = (const uint8_t *)app->wal_samples.data;
-        lens[n++] = app->wal_samples.len;
-        commit_group(app);
-        app->tickets_taken = false;
-        uint64_t wal_ticket = 0;
-        rc = wal_log_begin(db->wal, recs, lens, n, commit_take_tickets, app, &wal_ticket, NULL);
-        if (rc < 0) {
-            LOG_ERROR("WAL write failed; batch not acknowledged", "samples=%zu err=%s", app->count,
-                      log_quote(cairn_strerror(rc)));
-            if (app->tickets_taken)
-                commit_skip_turns(app);
-            tsdb_appender_rollback(app);
-            return rc;
-        }
-        /* 3-4: apply, then write the sealed chunks. */
-        int64_t min_t = INT64_MAX, max_t = INT64_MIN;
-        commit_apply(app, &min_t, &max_t);
-        if (max_t != INT64_MIN)
-            head_note_time(db, min_t, max_t);
-        int crc = head_chunks_flush(db->chunks);
-        if (crc < 0)
-            LOG_ERROR("Writing sealed chunks failed", "err=%s", log_quote(cairn_strerror(crc)));
-        /* The WAL write went on meanwhile (or this waiter writes it, with whatever other
-         * commits framed since): only now is the batch acknowledged. */
-        rc = wal_log_wait(db->wal, wal_ticket);
-        if (rc < 0)
-            LOG_ERROR("WAL write failed; batch not acknowledged", "samples=%zu err=%s", app->count,
-                      log_quote(cairn_strerror(rc)));
+    if (app->count)
         metric_histogram_observe(db->m_commit_samples, (double)app->count);
+    /* Samples whose series truncation removed between append and apply are committed again,
+     * to the re-created series and under its reference in the WAL (a checkpoint keeps only
+     * the records of live series). A few rounds at most: a series re-created here has a
+     * sample, so the next truncation keeps it. */
+    for (int round = 0; app->count && rc == 0; round++) {
+        if (round == 8) {
+            for (size_t i = 0; i < app->count; i++)
+                apply_reject(app, &app->samples[i], TSDB_REJECT_UNKNOWN_REF);
+            break;
+        }
+        rc = commit_round(app);
+        if (!app->retry_count)
+            break;
+        pending_sample_t *swap = app->samples;
+        size_t swap_cap = app->cap;
+        app->samples = app->retry;
+        app->cap = app->retry_cap;
+        app->count = app->retry_count;
+        app->retry = swap;
+        app->retry_cap = swap_cap;
     }
+    if (rc < 0)
+        LOG_ERROR("WAL write failed; batch not acknowledged", "err=%s",
+                  log_quote(cairn_strerror(rc)));
     metric_counter_add(db->m_commits, 1);
     metric_histogram_observe(db->m_commit_duration, time_monotonic_seconds() - start);
     if (result)
@@ -780,6 +812,12 @@ static bool truncate_series(tsdb_t *db, tsdb_series_t *s, int64_t min_time, uint
     return true;
 }
 
+static int compare_keep(const void *a, const void *b)
+{
+    tsdb_ref_t x = ((const checkpoint_keep_t *)a)->ref, y = ((const checkpoint_keep_t *)b)->ref;
+    return (x > y) - (x < y);
+}
+
 int tsdb_truncate(tsdb_t *db, int64_t min_time)
 {
     pthread_mutex_lock(&db->truncate_lock);
@@ -794,12 +832,13 @@ int tsdb_truncate(tsdb_t *db, int64_t min_time)
      * (replay calls this with no WAL open, and needs no turns). */
     size_t stripes = db->stripe_mask + 1;
     truncate_tickets_t tt = {db, min_time, NULL, false};
+    wal_position_t marker = {0};
     if (db->wal) {
         tt.tickets = cairn_calloc(stripes, sizeof(uint64_t));
         uint8_t rec[11];
         size_t len = wal_record_encode_truncate(rec, min_time);
         const uint8_t *recs[1] = {rec};
-        int rc = wal_log_ordered(db->wal, recs, &len, 1, NULL, truncate_take_tickets, &tt);
+        int rc = wal_log_ordered(db->wal, recs, &len, 1, &marker, truncate_take_tickets, &tt);
         if (rc < 0) {
             LOG_ERROR("Cannot log the head truncation; not truncating", "err=%s",
                       log_quote(cairn_strerror(rc)));
@@ -826,6 +865,12 @@ int tsdb_truncate(tsdb_t *db, int64_t min_time)
     for (size_t i = 0; i < n; i++)
         by_stripe[start[stripe_of(db, refs[i])]++] = refs[i];
     cairn_free(refs);
+    /* The segments before the Truncate record's are framed before it: a checkpoint of them
+     * needs, per live series, where its unsealed samples begin, noted during the pass. */
+    checkpoint_keep_t *keep = NULL;
+    size_t kept = 0;
+    if (db->wal && head_checkpoint_due(db, marker.segment))
+        keep = cairn_malloc((n ? n : 1) * sizeof(*keep));
 
     /* Series created from now on belong to the next round. */
     uint32_t round = db->truncate_round++;
@@ -837,10 +882,18 @@ int tsdb_truncate(tsdb_t *db, int64_t min_time)
         append_stripe_t *st = truncate_enter(db, k, tt.tickets);
         for (; i < start[k]; i++) {
             tsdb_series_t *s = series_map_by_ref(db->series, by_stripe[i]);
-            if (s && truncate_series(db, s, min_time, round)) {
+            if (!s)
+                continue;
+            if (truncate_series(db, s, min_time, round)) {
                 s->next_free = dead;
                 dead = s;
                 removed++;
+            } else if (keep) {
+                int64_t max_t = atomic_load_explicit(&s->max_t, memory_order_relaxed);
+                int64_t from = s->app.buf           ? s->chunk_min_t
+                               : max_t == INT64_MIN ? INT64_MIN
+                                                    : max_t + 1;
+                keep[kept++] = (checkpoint_keep_t){s->ref, from};
             }
         }
         truncate_leave(st, tt.tickets);
@@ -867,6 +920,11 @@ int tsdb_truncate(tsdb_t *db, int64_t min_time)
     if ((removed || files) && db->wal)
         LOG_INFO("Head truncated", "min_time=%lld series_removed=%llu chunk_files_removed=%d",
                  (long long)min_time, (unsigned long long)removed, files);
+    if (keep) {
+        qsort(keep, kept, sizeof(*keep), compare_keep);
+        head_checkpoint(db, marker.segment, keep, kept);
+        cairn_free(keep);
+    }
     pthread_mutex_unlock(&db->truncate_lock);
     return 0;
 }
@@ -887,6 +945,8 @@ static void *truncate_loop(void *arg)
         int64_t min_t = atomic_load_explicit(&db->min_t, memory_order_relaxed);
         if (max_t != INT64_MIN && max_t - min_t > db->opts.head_window_ms)
             tsdb_truncate(db, max_t - db->opts.head_window_ms);
+        else if (head_checkpoint_due(db, wal_written_position(db->wal).segment))
+            tsdb_truncate(db, atomic_load_explicit(&db->truncated_before, memory_order_relaxed));
         chunk_pool_trim(db->pool);
         pthread_mutex_lock(&db->loop_lock);
     }
@@ -960,6 +1020,7 @@ tsdb_t *tsdb_open(const tsdb_open_options_t *opts, cairn_error_t *err)
     cairn_free(wal_dir);
     if (!db->wal)
         goto fail;
+    db->wal_first_segment = wal_written_position(db->wal).segment;
 
     if (pthread_create(&db->truncator, NULL, truncate_loop, db) != 0) {
         cairn_error_set(err, -EAGAIN, "cannot start the head truncation thread");
@@ -1018,6 +1079,8 @@ int tsdb_close(tsdb_t *db)
     pthread_mutex_destroy(&db->loop_lock);
     pthread_cond_destroy(&db->loop_cond);
     metric_registry_free(db->own_registry);
+    cairn_free(db->remap_from);
+    cairn_free(db->remap_to);
     cairn_free(db->path);
     cairn_aligned_free(db);
     return rc;
@@ -1033,7 +1096,8 @@ void tsdb_stats(tsdb_t *db, tsdb_stats_t *out)
     out->chunks_open = atomic_load_explicit(&db->chunks_open, memory_order_relaxed);
     out->chunks_sealed = atomic_load_explicit(&db->chunks_sealed, memory_order_relaxed);
     out->chunk_bytes = atomic_load_explicit(&db->sealed_bytes, memory_order_relaxed);
-    out->wal_bytes = head_directory_bytes(db, "wal");
+    out->wal_bytes = head_directory_bytes(db, "wal") +
+                     atomic_load_explicit(&db->checkpoint_bytes, memory_order_relaxed);
     out->replayed_samples = db->replayed_samples;
     out->replay_applied = db->replay_applied;
     out->replay_seconds = db->replay_seconds;

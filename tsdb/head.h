@@ -55,6 +55,13 @@ struct tsdb {
     uint64_t replay_applied;       /* of those, appended (the rest were already in sealed chunks) */
     double replay_seconds;
 
+    uint32_t wal_first_segment;        /* the first segment this process writes */
+    _Atomic uint64_t checkpoint_bytes; /* size of the newest checkpoint */
+    /* References replay mapped onto another series with the same labels (checkpoint.c
+     * translates them); under truncate_lock once open. */
+    tsdb_ref_t *remap_from, *remap_to;
+    size_t remap_count;
+
     pthread_mutex_t truncate_lock; /* one truncation at a time */
     uint32_t truncate_round;       /* truncations so far (under truncate_lock) */
     pthread_t truncator;
@@ -70,6 +77,8 @@ struct tsdb {
     metric_counter_t *m_series_removed;
     metric_counter_t *m_commits;
     metric_counter_t *m_truncations;
+    metric_counter_t *m_checkpoints;
+    metric_counter_t *m_checkpoint_failures;
     metric_histogram_t *m_commit_duration;
     metric_histogram_t *m_commit_samples;
 };
@@ -110,6 +119,27 @@ size_t wal_record_encode_truncate(uint8_t *rec, int64_t min_time);
 /* replay.c: loads chunks_head/ (opening db->chunks) and replays the WAL into the head,
  * repairing a torn or corrupt tail. */
 int head_replay(tsdb_t *db, cairn_error_t *err);
+
+/* checkpoint.c: a live series and the time from which its samples are not in sealed chunks
+ * (the start of its open chunk when the checkpoint began). */
+typedef struct checkpoint_keep {
+    tsdb_ref_t ref;
+    int64_t from;
+} checkpoint_keep_t;
+
+/* Whether the WAL segments before upto are worth checkpointing. */
+bool head_checkpoint_due(tsdb_t *db, uint32_t upto);
+/* Writes wal/checkpoint.(upto - 1) from the newest checkpoint and the segments before upto,
+ * keeping the series in keep (sorted by ref) and their samples at or after keep[i].from, then
+ * deletes what it replaces. Logs what it did; returns 0 or a negative errno. Under
+ * truncate_lock. */
+int head_checkpoint(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *keep, size_t count);
+/* Finds the newest complete checkpoint in wal_dir: returns 1 and stores its segment number,
+ * 0 if there is none, or a negative errno. With cleanup, removes every other checkpoint
+ * directory (older ones, unfinished temporaries). */
+int checkpoint_find(const char *wal_dir, uint32_t *segment, bool cleanup);
+/* Bytes of checkpoint.segment's files. */
+uint64_t checkpoint_bytes(const char *wal_dir, uint32_t segment);
 
 /* WAL record types written by the head (docs/format/wal.md). */
 enum {

@@ -364,6 +364,19 @@ int head_chunks_flush(head_chunks_t *hc)
     return rc;
 }
 
+int head_chunks_sync(head_chunks_t *hc)
+{
+    pthread_mutex_lock(&hc->lock);
+    int rc = hc->pending.len ? flush_locked(hc) : hc->error;
+    int fd = hc->files[hc->current]->fd;
+    pthread_mutex_unlock(&hc->lock);
+    /* Outside the mutex, so commits are not held up. Earlier files were synced when they were
+     * cut; this one stays open (only truncation closes files, and not the current one). */
+    if (rc == 0 && fdatasync(fd) < 0)
+        rc = -errno;
+    return rc;
+}
+
 int head_chunks_read(head_chunks_t *hc, uint64_t chunk_ref, const uint8_t **data, size_t *len,
                      buf_t *scratch)
 {

@@ -34,6 +34,8 @@ int head_chunks_append(head_chunks_t *hc, tsdb_ref_t series_ref, int64_t min_t, 
                        const uint8_t *data, size_t len, uint64_t *chunk_ref);
 /* Writes what is buffered with one write(2). */
 int head_chunks_flush(head_chunks_t *hc);
+/* Writes what is buffered and makes every file durable (fdatasync). */
+int head_chunks_sync(head_chunks_t *hc);
 /* Points *data at a chunk's bytes: into the mapping, or copied into scratch when it is still
  * buffered. Returns 0, -ENOENT (unknown file) or -EINVAL (corrupt). */
 int head_chunks_read(head_chunks_t *hc, uint64_t chunk_ref, const uint8_t **data, size_t *len,

@@ -4,7 +4,8 @@
  *   symbols.c   interned strings with reference counts (label names and values)
  *   series.c    series objects, the striped label-hash map, the ref table, postings
  *   head.c      the database: open/close, appender, commit, chunk cutting, truncation
- *   replay.c    WAL record encoding/decoding and parallel replay
+ *   replay.c    WAL record encoding/decoding and parallel replay (codecs in records.h)
+ *   checkpoint.c WAL checkpoints: the live head's records, replacing old segments
  *
  * Locks, in the order they may be taken (never the reverse):
  *   1. db->guard (a sharded reader lock): appenders and queriers hold a read side while they

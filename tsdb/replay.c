@@ -30,104 +30,12 @@
 #include <dirent.h>
 
 #include "tsdb/head.h"
+#include "tsdb/records.h"
 
 #define REPLAY_BATCH 4096
 #define REPLAY_QUEUE 16
 
-/* ---- varints --------------------------------------------------------------------------------- */
-
-static void put_uvarint(buf_t *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = 0;
-    while (v >= 0x80) {
-        tmp[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    tmp[n++] = (uint8_t)v;
-    buf_append(b, tmp, n);
-}
-
-static inline uint64_t zigzag(int64_t v)
-{
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-static inline uint8_t *put_uvarint_raw(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-/* The value code of a Samples record (see the file comment). */
-static inline uint8_t *put_value_raw(uint8_t *p, double v)
-{
-    if (v >= -9007199254740992.0 && v <= 9007199254740992.0) {
-        int64_t i = (int64_t)v;
-        if ((double)i == v && !(i == 0 && signbit(v)))
-            return put_uvarint_raw(p, zigzag(i) << 1);
-    }
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof(bits));
-    *p++ = 1;
-    for (int i = 0; i < 8; i++)
-        *p++ = (uint8_t)(bits >> (8 * i));
-    return p;
-}
-
-typedef struct reader {
-    const uint8_t *p, *end;
-    bool bad;
-} reader_t;
-
-static uint64_t get_uvarint(reader_t *r)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (r->p >= r->end) {
-            r->bad = true;
-            return 0;
-        }
-        uint8_t b = *r->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return v;
-    }
-    r->bad = true;
-    return 0;
-}
-
-static int64_t get_svarint(reader_t *r)
-{
-    uint64_t u = get_uvarint(r);
-    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-}
-
 /* ---- encoding -------------------------------------------------------------------------------- */
-
-static double get_value(reader_t *r)
-{
-    uint64_t x = get_uvarint(r);
-    if (!(x & 1)) {
-        uint64_t z = x >> 1;
-        return (double)((int64_t)(z >> 1) ^ -(int64_t)(z & 1));
-    }
-    if (x != 1 || r->end - r->p < 8) {
-        r->bad = true;
-        return 0;
-    }
-    uint64_t bits = 0;
-    for (int i = 0; i < 8; i++)
-        bits |= (uint64_t)r->p[i] << (8 * i);
-    r->p += 8;
-    double v;
-    memcpy(&v, &bits, sizeof(v));
-    return v;
-}
 
 void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_t count,
                               buf_t *series_rec, buf_t *samples_rec)
@@ -390,7 +298,7 @@ static tsdb_series_t *replay_series_for(replay_t *rp, tsdb_ref_t ref)
     return NULL;
 }
 
-static int replay_series_record(replay_t *rp, reader_t *r)
+static int replay_series_record(replay_t *rp, record_reader_t *r)
 {
     uint64_t count = get_uvarint(r);
     for (uint64_t i = 0; i < count && !r->bad; i++) {
@@ -403,19 +311,10 @@ static int replay_series_record(replay_t *rp, reader_t *r)
             rp->labels = cairn_realloc(rp->labels, nlabels * sizeof(tsdb_label_t));
         }
         /* Copy the strings so they are NUL-terminated. */
-        size_t need = 0;
         const uint8_t *save = r->p;
-        for (uint64_t l = 0; l < 2 * nlabels && !r->bad; l++) {
-            uint64_t len = get_uvarint(r);
-            if (len > (uint64_t)(r->end - r->p)) {
-                r->bad = true;
-                break;
-            }
-            r->p += len;
-            need += len + 1;
-        }
-        if (r->bad)
+        if (!skip_labels(r, nlabels))
             return -EINVAL;
+        size_t need = (size_t)(r->p - save) + 2 * nlabels; /* an upper bound */
         if (need > rp->strings_cap) {
             rp->strings_cap = need * 2;
             rp->strings = cairn_realloc(rp->strings, rp->strings_cap);
@@ -484,7 +383,7 @@ static void dispatch(replay_t *rp, tsdb_series_t *s, int64_t t, double v)
     }
 }
 
-static int replay_samples_record(replay_t *rp, reader_t *r)
+static int replay_samples_record(replay_t *rp, record_reader_t *r)
 {
     uint64_t count = get_uvarint(r);
     int64_t base = get_svarint(r);
@@ -518,7 +417,7 @@ static int replay_samples_record(replay_t *rp, reader_t *r)
  * found it before, still appended to. So after a restart the head holds everything it held
  * before, and possibly samples older than the last truncation point that live truncation had
  * dropped, until the next truncation. */
-static int replay_truncate_record(replay_t *rp, reader_t *r)
+static int replay_truncate_record(replay_t *rp, record_reader_t *r)
 {
     int64_t min_time = get_svarint(r);
     if (r->bad)
@@ -528,15 +427,12 @@ static int replay_truncate_record(replay_t *rp, reader_t *r)
     return 0;
 }
 
-static int replay_wal(replay_t *rp, const char *wal_dir, cairn_error_t *err)
+/* Replays segments [first, last] of dir. A torn or corrupt tail ends the replay there with a
+ * warning; with repair, the WAL is truncated at the last good record. */
+static int replay_segments(replay_t *rp, const char *dir, uint32_t first, uint32_t last,
+                           bool repair, cairn_error_t *err)
 {
-    uint32_t first, last;
-    int n = wal_segment_range(wal_dir, &first, &last);
-    if (n <= 0)
-        return n < 0 && n != -ENOENT ? cairn_error_set(err, n, "list WAL segments in %s: %s",
-                                                       wal_dir, cairn_strerror(n))
-                                     : 0;
-    wal_reader_options_t ro = {.dir = wal_dir, .first_segment = first, .last_segment = last};
+    wal_reader_options_t ro = {.dir = dir, .first_segment = first, .last_segment = last};
     wal_reader_t *reader = wal_reader_open(&ro, err);
     if (!reader)
         return -EIO;
@@ -545,7 +441,7 @@ static int replay_wal(replay_t *rp, const char *wal_dir, cairn_error_t *err)
     cairn_error_t rerr = {{0}};
     int rc;
     while ((rc = wal_reader_next(reader, &rec, &len, &rerr)) > 0) {
-        reader_t r = {rec + 1, rec + len, false};
+        record_reader_t r = {rec + 1, rec + len, false};
         int bad = 0;
         switch (rec[0]) {
         case WAL_RECORD_SERIES: bad = replay_series_record(rp, &r); break;
@@ -555,23 +451,61 @@ static int replay_wal(replay_t *rp, const char *wal_dir, cairn_error_t *err)
         }
         if (bad) {
             wal_position_t pos = wal_reader_position(reader);
-            LOG_WARN("Skipping a malformed WAL record", "segment=%u offset=%llu type=%u",
-                     pos.segment, (unsigned long long)pos.offset, rec[0]);
+            LOG_WARN("Skipping a malformed WAL record", "dir=%s segment=%u offset=%llu type=%u",
+                     log_quote(dir), pos.segment, (unsigned long long)pos.offset, rec[0]);
         }
     }
-    if (rc < 0) {
+    if (rc < 0 && !repair) {
+        LOG_WARN("WAL checkpoint is corrupt; keeping what came before", "dir=%s err=%s",
+                 log_quote(dir), log_quote(rerr.message));
+    } else if (rc < 0) {
         wal_position_t pos = wal_reader_position(reader);
         LOG_WARN("WAL is torn or corrupt; keeping what came before and truncating the rest",
                  "err=%s segment=%u offset=%llu", log_quote(rerr.message), pos.segment,
                  (unsigned long long)pos.offset);
         cairn_error_t repair_err = {{0}};
-        if (wal_repair(wal_dir, pos, &repair_err) < 0) {
+        if (wal_repair(dir, pos, &repair_err) < 0) {
             wal_reader_free(reader);
             return cairn_error_set(err, -EIO, "repairing the WAL failed: %s", repair_err.message);
         }
     }
     wal_reader_free(reader);
     return 0;
+}
+
+/* Replays the newest checkpoint, then the segments after it. */
+static int replay_wal(replay_t *rp, const char *wal_dir, cairn_error_t *err)
+{
+    uint32_t checkpoint, first, last;
+    int found = checkpoint_find(wal_dir, &checkpoint, true);
+    if (found < 0)
+        return cairn_error_set(err, found, "list WAL checkpoints in %s: %s", wal_dir,
+                               cairn_strerror(found));
+    if (found) {
+        char *dir = cairn_sprintf("%s/checkpoint.%08u", wal_dir, checkpoint);
+        int rc = 0;
+        if (wal_segment_range(dir, &first, &last) > 0)
+            rc = replay_segments(rp, dir, first, last, false, err);
+        cairn_free(dir);
+        rp->db->checkpoint_bytes = checkpoint_bytes(wal_dir, checkpoint);
+        if (rc < 0)
+            return rc;
+    }
+    int n = wal_segment_range(wal_dir, &first, &last);
+    if (n <= 0)
+        return n < 0 && n != -ENOENT ? cairn_error_set(err, n, "list WAL segments in %s: %s",
+                                                       wal_dir, cairn_strerror(n))
+                                     : 0;
+    if (found && first <= checkpoint) {
+        /* Deleting them was interrupted: the checkpoint stands for them. */
+        if (last <= checkpoint)
+            return 0;
+        first = checkpoint + 1;
+    } else if (found && first > checkpoint + 1) {
+        LOG_WARN("WAL segments are missing after the checkpoint", "checkpoint=%u first=%u",
+                 checkpoint, first);
+    }
+    return replay_segments(rp, wal_dir, first, last, true, err);
 }
 
 int head_replay(tsdb_t *db, cairn_error_t *err)
@@ -639,6 +573,13 @@ int head_replay(tsdb_t *db, cairn_error_t *err)
     }
     /* Sealing during replay buffered chunk writes. */
     head_chunks_flush(db->chunks);
+    /* The map stays for checkpoints of the segments replayed (checkpoint.c). */
+    db->remap_count = rp.remap_count;
+    db->remap_from = rp.remap_from;
+    db->remap_to = cairn_malloc((rp.remap_count ? rp.remap_count : 1) * sizeof(tsdb_ref_t));
+    for (size_t i = 0; i < rp.remap_count; i++)
+        db->remap_to[i] = rp.remap_to[i]->ref;
+    cairn_free(rp.remap_to);
     if (rc == 0 && rp.truncate_to != INT64_MIN)
         tsdb_truncate(db, rp.truncate_to); /* no WAL open yet: nothing is logged */
     for (size_t i = 0; i < rp.shared.free_count; i++)
@@ -649,8 +590,6 @@ int head_replay(tsdb_t *db, cairn_error_t *err)
     cairn_free(rp.chunks.start);
     cairn_free(rp.labels);
     cairn_free(rp.strings);
-    cairn_free(rp.remap_from);
-    cairn_free(rp.remap_to);
 
     double seconds = time_monotonic_seconds() - start;
     db->replayed_samples = rp.decoded;

@@ -123,7 +123,7 @@ typedef struct tsdb_stats {
     uint64_t chunks_open;      /* open (in-memory) chunks */
     uint64_t chunks_sealed;    /* sealed chunks in chunks_head files */
     uint64_t chunk_bytes;      /* bytes of encoded data of the sealed chunks */
-    uint64_t wal_bytes;        /* bytes written to the WAL since open */
+    uint64_t wal_bytes;        /* bytes of the WAL on disk: segments and checkpoint */
     uint64_t replayed_samples; /* samples read from the WAL when opening */
     uint64_t replay_applied;   /* of those, appended (the rest were in sealed chunks already) */
     double replay_seconds;
@@ -140,9 +140,10 @@ uint64_t tsdb_chunk_bytes(tsdb_t *db);
  * its batch is in flight). Waits for open queriers (they keep a stable view). The truncation
  * is logged in the WAL; replay applies it once all records are in, so after a restart the
  * head holds everything it held before, and possibly samples older than the last truncation
- * point that the live truncation had dropped, until the next truncation. Called periodically
- * by the head itself; exposed for tests. (WAL checkpoints are not written yet: the WAL keeps
- * growing until they are.) */
+ * point that the live truncation had dropped, until the next truncation. When enough WAL
+ * segments have piled up, also writes a WAL checkpoint and deletes the segments it replaces
+ * (docs/format/wal.md). Called periodically by the head itself (also at the current floor, to
+ * checkpoint, when nothing is old enough to drop); exposed for tests. */
 int tsdb_truncate(tsdb_t *db, int64_t min_time);
 
 /* ---------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ Environment:
     CAIRN_CRASH_ROUNDS  number of random-kill rounds (default 20)
     CAIRN_CRASH_SEED    seed of the kill schedule and the writers (default: random, printed)
     CAIRN_CRASH_KEEP=1  keep the data directory even when the test passes
+    CAIRN_CRASH_WAL_SEGMENT, CAIRN_CRASH_CHECKPOINT_MS  WAL segment size (default 64 KiB) and
+                        how often the writer asks for a truncation/checkpoint (default 20 ms;
+                        0 = never)
 
 On a failure the data directory and the logs are kept and their path is printed.
 """
@@ -43,6 +46,10 @@ WRITER = os.path.abspath(os.environ.get(
 ROUNDS = int(os.environ.get("CAIRN_CRASH_ROUNDS", "20"))
 SEED = int(os.environ.get("CAIRN_CRASH_SEED") or random.SystemRandom().randrange(1, 2**31))
 KEEP = os.environ.get("CAIRN_CRASH_KEEP", "") == "1"
+# Small WAL segments and frequent truncation calls, so that checkpoints (and the deletion of
+# the segments they replace) happen many times per round and kills land in them.
+WAL_SEGMENT = int(os.environ.get("CAIRN_CRASH_WAL_SEGMENT", str(64 * 1024)))
+CHECKPOINT_MS = int(os.environ.get("CAIRN_CRASH_CHECKPOINT_MS", "20"))
 
 READY_TIMEOUT = 60.0   # open + replay of everything written so far (slow under sanitizers)
 VERIFY_TIMEOUT = 120.0
@@ -112,7 +119,9 @@ class Writer:
         self.stderr_path = stderr_path
         self._stderr = open(stderr_path, "wb")
         self.argv = [WRITER, "write", data_dir, ack_path, str(seed)]
-        env = dict(os.environ, CAIRN_CRASH_PAUSE_US=str(pause_us))
+        env = dict(os.environ, CAIRN_CRASH_PAUSE_US=str(pause_us),
+                   CAIRN_CRASH_WAL_SEGMENT=str(WAL_SEGMENT),
+                   CAIRN_CRASH_CHECKPOINT_MS=str(CHECKPOINT_MS))
         self.start_time = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._stderr, env=env, preexec_fn=_child_preexec)
@@ -354,6 +363,10 @@ class TsdbCrashTest(unittest.TestCase):
             rnd += 1
             self.early_round(rnd, rng, mode)
         acked = count_complete_lines(self.ack)
+        checkpoints = sum(w.stderr().count("WAL checkpoint written") for w in self.writers)
+        log("crash test: the writers wrote %d WAL checkpoints" % checkpoints)
+        if CHECKPOINT_MS:
+            self.assertGreater(checkpoints, 0, "no WAL checkpoint was written")
         log("crash test: %d rounds in %.1f s, %d ack lines; %d of %d random rounds acknowledged "
             "new batches; %d rounds repaired a torn WAL tail, %d a torn chunk file; %d rounds "
             "left committed but unacknowledged samples; %d shared-series samples the commits "

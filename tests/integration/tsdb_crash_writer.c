@@ -25,6 +25,9 @@
  *     After each batch a thread pauses for a random 0 to 2 * CAIRN_CRASH_PAUSE_US microseconds
  *     (default 2000; 0 = no pause), which bounds the data the later rounds replay and verify.
  *     Any other rejection, a failed commit or a failed ACKFILE write ends it with exit status 3.
+ *     CAIRN_CRASH_WAL_SEGMENT sets the WAL segment size (bytes); with CAIRN_CRASH_CHECKPOINT_MS
+ *     a thread calls tsdb_truncate at the current floor that often, which checkpoints the WAL
+ *     and deletes old segments whenever enough have piled up (so kills land in checkpoints).
  *
  *   tsdb_crash_writer verify DIR ACKFILE
  *     Opens DIR (which replays the WAL), prints the replay statistics, and checks every
@@ -286,10 +289,17 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static unsigned long env_ulong(const char *name, unsigned long dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtoul(v, NULL, 10) : dflt;
+}
+
 static tsdb_t *open_db(const char *dir, double *seconds)
 {
     tsdb_open_options_t opts;
     tsdb_open_options_init(&opts, dir);
+    opts.wal_segment_size = env_ulong("CAIRN_CRASH_WAL_SEGMENT", 0);
     cairn_error_t err = {{0}};
     double start = now_seconds();
     tsdb_t *db = tsdb_open(&opts, &err);
@@ -465,6 +475,20 @@ static int64_t db_max_time(tsdb_t *db, int64_t from)
     return max;
 }
 
+/* Calls tsdb_truncate every CAIRN_CRASH_CHECKPOINT_MS milliseconds at the current floor: it
+ * drops nothing, and writes a WAL checkpoint when enough segments have piled up. */
+static void *checkpointer_main(void *arg)
+{
+    tsdb_t *db = arg;
+    unsigned long ms = env_ulong("CAIRN_CRASH_CHECKPOINT_MS", 0);
+    for (;;) {
+        usleep((useconds_t)(ms * 1000));
+        if (tsdb_truncate(db, INT64_MIN) < 0)
+            die("tsdb_truncate failed");
+    }
+    return NULL;
+}
+
 static int cmd_write(const char *dir, const char *ack_path, const char *seed_text)
 {
     char *end;
@@ -527,6 +551,10 @@ static int cmd_write(const char *dir, const char *ack_path, const char *seed_tex
         if (pthread_create(&writers[i].thread, NULL, writer_main, &writers[i]) != 0)
             die("cannot start a writer thread");
     }
+    pthread_t checkpointer;
+    unsigned long checkpoint_ms = env_ulong("CAIRN_CRASH_CHECKPOINT_MS", 0);
+    if (checkpoint_ms && pthread_create(&checkpointer, NULL, checkpointer_main, (void *)db) != 0)
+        die("cannot start the checkpointer thread");
     printf("READY\n");
     fflush(stdout);
     for (unsigned i = 0; i < WRITER_THREADS; i++)
