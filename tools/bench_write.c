@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@
 
 #include "tools/bench.h"
 #include "tsdb/tsdb.h"
+
+extern char **environ;
 
 #ifdef CAIRN_HAVE_JEMALLOC
 #include <jemalloc/jemalloc.h>
@@ -239,11 +242,19 @@ static void *bench_worker(void *arg)
     return NULL;
 }
 
+/* The process's peak RSS (VmHWM: unlike getrusage's ru_maxrss, it does not carry over the
+ * peak of the process image an exec replaced). */
 static long peak_rss_kib(void)
 {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss;
+    FILE *f = fopen("/proc/self/status", "r");
+    long kib = 0;
+    char line[256];
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
 }
 
 static double cpu_seconds(void)
@@ -270,10 +281,13 @@ static void print_usage(FILE *out)
 {
     fprintf(out,
             "usage: cairn-tool bench write [--metrics=N] [--scrapes=N] [--threads=N] [--out=DIR]\n"
-            "                              [--wal-sync=none|always] [--no-wal-compression] FILE\n\n"
+            "                              [--wal-sync=none|always] [--no-wal-compression]\n"
+            "                              [--snapshot] FILE\n\n"
             "Runs promtool tsdb bench write's workload: FILE holds one JSON object of labels per\n"
             "line (see cairn-tool bench labels). Defaults: 10000 metrics, 3000 scrapes, one\n"
-            "thread per core, out=benchout (emptied first).\n");
+            "thread per core, out=benchout (emptied first). The restart replays the WAL, as\n"
+            "after a crash; with --snapshot, the close writes a snapshot of the head and the\n"
+            "restart reads it (a clean shutdown and restart).\n");
 }
 
 int bench_write_main(int argc, char **argv)
@@ -283,12 +297,16 @@ int bench_write_main(int argc, char **argv)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned threads = cores > 0 ? (unsigned)cores : 1;
     const char *out_dir = "benchout";
-    bool sync_always = false, compress = true;
-    static const struct option options[] = {
-        {"metrics", required_argument, NULL, 'm'},  {"scrapes", required_argument, NULL, 's'},
-        {"threads", required_argument, NULL, 't'},  {"out", required_argument, NULL, 'o'},
-        {"wal-sync", required_argument, NULL, 'w'}, {"no-wal-compression", no_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    bool sync_always = false, compress = true, snapshot = false;
+    static const struct option options[] = {{"snapshot", no_argument, NULL, 'S'},
+                                            {"metrics", required_argument, NULL, 'm'},
+                                            {"scrapes", required_argument, NULL, 's'},
+                                            {"threads", required_argument, NULL, 't'},
+                                            {"out", required_argument, NULL, 'o'},
+                                            {"wal-sync", required_argument, NULL, 'w'},
+                                            {"no-wal-compression", no_argument, NULL, 'n'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     optind = 0;
     for (int c; (c = getopt_long(argc, argv, "h", options, NULL)) != -1;) {
         switch (c) {
@@ -298,6 +316,7 @@ int bench_write_main(int argc, char **argv)
         case 'o': out_dir = optarg; break;
         case 'w': sync_always = strcmp(optarg, "always") == 0; break;
         case 'n': compress = false; break;
+        case 'S': snapshot = true; break;
         case 'h': print_usage(stdout); return 0;
         default: print_usage(stderr); return 2;
         }
@@ -325,6 +344,7 @@ int bench_write_main(int argc, char **argv)
     tsdb_open_options_init(&opts, out_dir);
     opts.wal_sync = sync_always ? TSDB_WAL_SYNC_ALWAYS : TSDB_WAL_SYNC_NONE;
     opts.wal_compress = compress;
+    opts.snapshot_on_close = snapshot;
     /* Keep every sample in the head, as promtool's run keeps its data in the TSDB. */
     opts.head_window_ms = (int64_t)(scrapes + 1) * SCRAPE_INTERVAL_MS;
     cairn_error_t err = {{0}};
@@ -406,12 +426,17 @@ int bench_write_main(int argc, char **argv)
     snprintf(close_arg, sizeof(close_arg), "--close-seconds=%.3f", close_s);
     char out_arg[4200];
     snprintf(out_arg, sizeof(out_arg), "--out=%s", out_dir);
-    pid_t child = fork();
-    if (child == 0) {
-        execl("/proc/self/exe", "cairn-tool", "bench", "reopen", out_arg, close_arg,
-              compress ? "--wal-compression" : "--no-wal-compression", (char *)NULL);
-        _exit(127);
-    }
+    /* posix_spawn, not fork: a forked child's peak RSS would start at this process's. */
+    char *child_argv[] = {"cairn-tool",
+                          "bench",
+                          "reopen",
+                          out_arg,
+                          close_arg,
+                          compress ? "--wal-compression" : "--no-wal-compression",
+                          NULL};
+    pid_t child = -1;
+    if (posix_spawn(&child, "/proc/self/exe", NULL, NULL, child_argv, environ) != 0)
+        child = -1;
     int child_status = 1;
     if (child < 0 || waitpid(child, &child_status, 0) < 0 || !WIFEXITED(child_status) ||
         WEXITSTATUS(child_status) != 0) {
@@ -456,9 +481,11 @@ int bench_reopen_main(int argc, char **argv)
     }
     tsdb_stats_t st;
     tsdb_stats(db, &st);
-    printf("restart: close %.3f s, open %.3f s; WAL replay %.3f s: %llu samples, %.0f "
-           "samples/s (%llu appended, the rest already in sealed chunks); %llu series\n",
-           close_s, open_s, st.replay_seconds, (unsigned long long)st.replayed_samples,
+    printf("restart: close %.3f s, open %.3f s, total %.3f s; WAL replay %.3f s: %llu "
+           "samples, %.0f samples/s (%llu appended, the rest already in sealed chunks); %llu "
+           "series\n",
+           close_s, open_s, close_s + open_s, st.replay_seconds,
+           (unsigned long long)st.replayed_samples,
            st.replay_seconds > 0 ? (double)st.replayed_samples / st.replay_seconds : 0.0,
            (unsigned long long)st.replay_applied, (unsigned long long)st.series);
     printf("restart: peak RSS of the reopened process %.1f MiB\n", peak_rss_kib() / 1024.0);

@@ -44,7 +44,7 @@
 
 #define CHECKPOINT_PREFIX  "checkpoint."
 #define CHECKPOINT_SAMPLES 8192         /* samples per Samples record written */
-#define CHECKPOINT_SERIES  (256 * 1024) /* bytes of Series entries per record written */
+#define CHECKPOINT_RECORD  (256 * 1024) /* bytes of Series or Chunks entries per record */
 
 /* ---- directory helpers ------------------------------------------------------------------------
  */
@@ -172,8 +172,7 @@ bool head_checkpoint_due(tsdb_t *db, uint32_t upto)
     return bytes >= segment_size && bytes >= db->checkpoint_bytes;
 }
 
-/* ---- writing ------------------------------------------------------------------------------------
- */
+/* ---- writing ------------------------------------------------------------------------------- */
 
 typedef struct checkpoint {
     tsdb_t *db;
@@ -182,11 +181,11 @@ typedef struct checkpoint {
     size_t hint;      /* index of the last lookup */
     uint8_t *written; /* per keep entry: its Series entry is in the output */
     wal_t *out;
-    buf_t series; /* Series entries not yet written */
-    uint64_t series_entries;
+    buf_t series, chunks; /* Series and Chunks entries not yet written */
+    uint64_t series_entries, chunk_entries;
     pending_sample_t *samples; /* samples not yet written */
     size_t sample_count;
-    buf_t rec_series, rec_samples; /* scratch records */
+    buf_t rec, scratch; /* a record being written */
     int64_t truncate_to;
     uint64_t series_out, samples_in, samples_out;
     int error;
@@ -214,13 +213,15 @@ static long keep_find(checkpoint_t *c, tsdb_ref_t ref)
     return -1;
 }
 
-/* The live reference that ref stands for: itself, or what replay mapped it onto. */
-static tsdb_ref_t translate(const tsdb_t *db, tsdb_ref_t ref)
+/* The keep entry of ref, or of the live series replay mapped it onto; -1 if neither. */
+static long keep_find_live(checkpoint_t *c, tsdb_ref_t ref)
 {
-    for (size_t i = 0; i < db->remap_count; i++)
+    long k = keep_find(c, ref);
+    const tsdb_t *db = c->db;
+    for (size_t i = 0; k < 0 && i < db->remap_count; i++)
         if (db->remap_from[i] == ref)
-            return db->remap_to[i];
-    return ref;
+            k = keep_find(c, db->remap_to[i]);
+    return k;
 }
 
 static void checkpoint_log(checkpoint_t *c, const buf_t *rec)
@@ -232,25 +233,37 @@ static void checkpoint_log(checkpoint_t *c, const buf_t *rec)
     c->error = wal_log(c->out, recs, &len, 1, NULL);
 }
 
-/* Writes the buffered Series entries, then the buffered samples (which may refer to them). */
+/* Writes the buffered entries of one kind as a record (type, count, entries). */
+static void checkpoint_flush_entries(checkpoint_t *c, uint8_t type, buf_t *entries, uint64_t *count)
+{
+    if (!*count)
+        return;
+    buf_reset(&c->rec);
+    buf_append_char(&c->rec, (char)type);
+    put_uvarint(&c->rec, *count);
+    buf_append(&c->rec, entries->data, entries->len);
+    checkpoint_log(c, &c->rec);
+    buf_reset(entries);
+    *count = 0;
+}
+
+/* Writes what is buffered: Series entries first, since the others refer to them. */
 static void checkpoint_flush(checkpoint_t *c)
 {
-    if (c->series_entries) {
-        buf_reset(&c->rec_series);
-        buf_append_char(&c->rec_series, WAL_RECORD_SERIES);
-        put_uvarint(&c->rec_series, c->series_entries);
-        buf_append(&c->rec_series, c->series.data, c->series.len);
-        checkpoint_log(c, &c->rec_series);
-        buf_reset(&c->series);
-        c->series_entries = 0;
-    }
+    checkpoint_flush_entries(c, WAL_RECORD_SERIES, &c->series, &c->series_entries);
+    checkpoint_flush_entries(c, WAL_RECORD_CHUNKS, &c->chunks, &c->chunk_entries);
     if (c->sample_count) {
-        wal_records_encode_batch(c->db, c->samples, c->sample_count, &c->rec_series,
-                                 &c->rec_samples);
-        checkpoint_log(c, &c->rec_samples);
+        wal_records_encode_batch(c->db, c->samples, c->sample_count, &c->scratch, &c->rec);
+        checkpoint_log(c, &c->rec);
         c->samples_out += c->sample_count;
         c->sample_count = 0;
     }
+}
+
+static void checkpoint_note_size(checkpoint_t *c)
+{
+    if (c->series.len + c->chunks.len >= CHECKPOINT_RECORD)
+        checkpoint_flush(c);
 }
 
 static bool checkpoint_series(checkpoint_t *c, record_reader_t *r)
@@ -269,8 +282,33 @@ static bool checkpoint_series(checkpoint_t *c, record_reader_t *r)
         buf_append(&c->series, entry, (size_t)(r->p - entry));
         c->series_entries++;
         c->series_out++;
-        if (c->series.len >= CHECKPOINT_SERIES)
-            checkpoint_flush(c);
+        checkpoint_note_size(c);
+    }
+    return !r->bad;
+}
+
+/* A Chunks entry (from a snapshot) is kept whole while the chunk is still the series' open
+ * one, that is while it ends at or after where the series' unsealed samples begin. */
+static bool checkpoint_chunks(checkpoint_t *c, record_reader_t *r)
+{
+    uint64_t count = get_uvarint(r);
+    for (uint64_t i = 0; i < count && !r->bad; i++) {
+        const uint8_t *entry = r->p;
+        wal_chunk_entry_t e;
+        if (!wal_record_get_chunk(r, &e))
+            return false;
+        c->samples_in += e.state.count;
+        long k = keep_find_live(c, e.ref);
+        if (k < 0 || e.state.t < c->keep[k].from)
+            continue;
+        /* The entry as it is, but for the reference, which may be translated. */
+        record_reader_t skip = {entry, r->p, false};
+        get_uvarint(&skip);
+        put_uvarint(&c->chunks, c->keep[k].ref);
+        buf_append(&c->chunks, skip.p, (size_t)(r->p - skip.p));
+        c->chunk_entries++;
+        c->samples_out += e.state.count;
+        checkpoint_note_size(c);
     }
     return !r->bad;
 }
@@ -287,9 +325,7 @@ static bool checkpoint_samples(checkpoint_t *c, record_reader_t *r)
         if (r->bad)
             break;
         c->samples_in++;
-        long k = keep_find(c, ref);
-        if (k < 0 && c->db->remap_count)
-            k = keep_find(c, translate(c->db, ref));
+        long k = keep_find_live(c, ref);
         if (k < 0 || t < c->keep[k].from)
             continue;
         c->samples[c->sample_count++] = (pending_sample_t){.ref = c->keep[k].ref, .t = t, .v = v};
@@ -316,6 +352,7 @@ static int checkpoint_read(checkpoint_t *c, const char *dir, uint32_t first, uin
         switch (rec[0]) {
         case WAL_RECORD_SERIES: ok = checkpoint_series(c, &r); break;
         case WAL_RECORD_SAMPLES: ok = checkpoint_samples(c, &r); break;
+        case WAL_RECORD_CHUNKS: ok = checkpoint_chunks(c, &r); break;
         case WAL_RECORD_TRUNCATE: {
             int64_t t = get_svarint(&r);
             ok = !r.bad;
@@ -333,14 +370,11 @@ static int checkpoint_read(checkpoint_t *c, const char *dir, uint32_t first, uin
         }
     }
     wal_reader_free(reader);
-    if (c->error)
-        return cairn_error_set(err, c->error, "write checkpoint: %s", cairn_strerror(c->error));
-    return rc < 0 ? -EIO : 0;
+    return c->error ? c->error : rc < 0 ? -EIO : 0;
 }
 
-/* Writes checkpoint.(upto - 1).tmp; returns 0 or a negative errno with a message in err. */
-static int checkpoint_write(checkpoint_t *c, const char *wal_dir, const char *tmp_dir,
-                            uint32_t upto, cairn_error_t *err)
+/* Fills a checkpoint from the newest one and the segments before upto. */
+static int fill_from_wal(checkpoint_t *c, const char *wal_dir, uint32_t upto, cairn_error_t *err)
 {
     uint32_t prev, first, last;
     bool have_prev = checkpoint_find(wal_dir, &prev, false) > 0;
@@ -358,23 +392,62 @@ static int checkpoint_write(checkpoint_t *c, const char *wal_dir, const char *tm
         if (first < upto)
             rc = checkpoint_read(c, wal_dir, first, upto - 1, err);
     }
-    if (rc == 0) {
-        checkpoint_flush(c);
-        if (c->truncate_to != INT64_MIN) {
-            uint8_t rec[11];
-            buf_t b = {0};
-            buf_append(&b, rec, wal_record_encode_truncate(rec, c->truncate_to));
-            checkpoint_log(c, &b);
-            buf_free(&b);
-        }
-        if (c->error)
-            rc = cairn_error_set(err, c->error, "write checkpoint %s: %s", tmp_dir,
-                                 cairn_strerror(c->error));
-    }
     return rc;
 }
 
-int head_checkpoint(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *keep, size_t count)
+/* Fills a snapshot from the head itself: every series with data and its open chunk. Only
+ * when nothing else runs (tsdb_close). */
+static int fill_from_head(checkpoint_t *c, const char *wal_dir, uint32_t upto, cairn_error_t *err)
+{
+    (void)wal_dir;
+    (void)upto;
+    (void)err;
+    tsdb_t *db = c->db;
+    tsdb_ref_t *refs;
+    size_t n = postings_all(db->series, &refs);
+    for (size_t i = 0; i < n && !c->error; i++) {
+        tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
+        if (!s || (atomic_load_explicit(&s->max_t, memory_order_relaxed) == INT64_MIN &&
+                   !s->sealed_count))
+            continue; /* nothing to keep */
+        wal_record_put_series(db, &c->series, s);
+        c->series_entries++;
+        c->series_out++;
+        if (s->app.buf && s->app.count) {
+            wal_record_put_chunk(&c->chunks, s->ref, s->chunk_min_t, s->next_at, &s->app);
+            c->chunk_entries++;
+            c->samples_out += s->app.count;
+        }
+        checkpoint_note_size(c);
+    }
+    cairn_free(refs);
+    c->truncate_to = atomic_load_explicit(&db->truncated_before, memory_order_relaxed);
+    return c->error;
+}
+
+/* Deletes the segments of wal_dir numbered below upto. */
+static int delete_segments(const char *wal_dir, uint32_t upto)
+{
+    uint32_t first, last;
+    if (wal_segment_range(wal_dir, &first, &last) <= 0)
+        return 0;
+    int rc = 0;
+    for (uint32_t seg = first; seg < upto && seg <= last; seg++) {
+        char *path = cairn_sprintf("%s/%08u", wal_dir, seg);
+        if (unlink(path) != 0 && errno != ENOENT && rc == 0)
+            rc = -errno;
+        cairn_free(path);
+    }
+    int src = sync_dir(wal_dir);
+    return rc ? rc : src;
+}
+
+typedef int (*checkpoint_fill_fn)(checkpoint_t *c, const char *wal_dir, uint32_t upto,
+                                  cairn_error_t *err);
+
+/* Writes checkpoint.(upto - 1) with fill, installs it and deletes what it replaces. */
+static int checkpoint_build(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *keep, size_t count,
+                            checkpoint_fill_fn fill, const char *what)
 {
     if (upto == 0)
         return 0;
@@ -390,21 +463,35 @@ int head_checkpoint(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *keep, si
                       .samples = cairn_malloc(CHECKPOINT_SAMPLES * sizeof(pending_sample_t)),
                       .truncate_to = INT64_MIN};
 
-    /* Sealed chunks stand in for the samples the checkpoint leaves out: make them durable
+    /* Sealed chunks stand in for the samples a checkpoint leaves out: make them durable
      * before the segments that also hold those samples go. */
     int rc = head_chunks_sync(db->chunks);
     if (rc < 0)
         cairn_error_set(&err, rc, "sync chunks_head: %s", cairn_strerror(rc));
-    if (rc == 0)
-        rc = remove_checkpoint_dir(tmp_dir);
+    if (rc == 0 && (rc = remove_checkpoint_dir(tmp_dir)) < 0)
+        cairn_error_set(&err, rc, "remove %s: %s", tmp_dir, cairn_strerror(rc));
     if (rc == 0) {
         wal_options_t wo = {.dir = tmp_dir, .compress = db->opts.wal_compress};
         c.out = wal_open(&wo, &err);
-        rc = c.out ? checkpoint_write(&c, wal_dir, tmp_dir, upto, &err) : -EIO;
-        int crc = c.out ? wal_close(c.out) : 0;
-        if (rc == 0 && crc < 0)
-            rc =
-                cairn_error_set(&err, crc, "close checkpoint %s: %s", tmp_dir, cairn_strerror(crc));
+        if (!c.out)
+            rc = -EIO;
+    }
+    if (rc == 0) {
+        rc = fill(&c, wal_dir, upto, &err);
+        checkpoint_flush(&c);
+        if (rc == 0 && c.truncate_to != INT64_MIN) {
+            uint8_t rec[11];
+            buf_reset(&c.rec);
+            buf_append(&c.rec, rec, wal_record_encode_truncate(rec, c.truncate_to));
+            checkpoint_log(&c, &c.rec);
+        }
+        if (rc == 0)
+            rc = c.error;
+        int crc = wal_close(c.out);
+        if (rc == 0)
+            rc = crc;
+        if (rc < 0 && !err.message[0])
+            cairn_error_set(&err, rc, "write %s: %s", tmp_dir, cairn_strerror(rc));
     }
     if (rc == 0 && rename(tmp_dir, final_dir) != 0) {
         rc = -errno;
@@ -417,11 +504,11 @@ int head_checkpoint(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *keep, si
         /* The new checkpoint is in place: what it replaces can go. */
         uint32_t newest;
         checkpoint_find(wal_dir, &newest, true);
-        int trc = wal_truncate_before(db->wal, upto);
-        if (trc < 0)
+        int drc = delete_segments(wal_dir, upto);
+        if (drc < 0)
             LOG_WARN("Cannot delete WAL segments after a checkpoint", "before=%u err=%s", upto,
-                     log_quote(cairn_strerror(trc)));
-        db->checkpoint_bytes = checkpoint_bytes(wal_dir, upto - 1);
+                     log_quote(cairn_strerror(drc)));
+        atomic_store(&db->checkpoint_bytes, checkpoint_bytes(wal_dir, upto - 1));
         /* Segments this process wrote use live references only: once none of the older ones
          * are left, the replay's reference map is not needed any more. */
         if (upto > db->wal_first_segment && db->remap_count) {
@@ -432,24 +519,35 @@ int head_checkpoint(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *keep, si
         }
         metric_counter_add(db->m_checkpoints, 1);
         LOG_INFO("WAL checkpoint written",
-                 "segments_before=%u duration=%.3fs series=%llu "
-                 "samples_read=%llu samples_kept=%llu bytes=%llu",
-                 upto, time_monotonic_seconds() - start, (unsigned long long)c.series_out,
+                 "kind=%s segments_before=%u duration=%.3fs series=%llu samples_read=%llu "
+                 "samples_kept=%llu bytes=%llu",
+                 what, upto, time_monotonic_seconds() - start, (unsigned long long)c.series_out,
                  (unsigned long long)c.samples_in, (unsigned long long)c.samples_out,
-                 (unsigned long long)db->checkpoint_bytes);
+                 (unsigned long long)atomic_load(&db->checkpoint_bytes));
     } else {
         remove_checkpoint_dir(tmp_dir);
         metric_counter_add(db->m_checkpoint_failures, 1);
-        LOG_ERROR("WAL checkpoint failed; the WAL keeps its segments", "err=%s",
+        LOG_ERROR("WAL checkpoint failed; the WAL keeps its segments", "kind=%s err=%s", what,
                   log_quote(err.message));
     }
     buf_free(&c.series);
-    buf_free(&c.rec_series);
-    buf_free(&c.rec_samples);
+    buf_free(&c.chunks);
+    buf_free(&c.rec);
+    buf_free(&c.scratch);
     cairn_free(c.samples);
     cairn_free(c.written);
     cairn_free(wal_dir);
     cairn_free(tmp_dir);
     cairn_free(final_dir);
     return rc;
+}
+
+int head_checkpoint(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *keep, size_t count)
+{
+    return checkpoint_build(db, upto, keep, count, fill_from_wal, "truncation");
+}
+
+int head_snapshot(tsdb_t *db, uint32_t last_segment)
+{
+    return checkpoint_build(db, last_segment + 1, NULL, 0, fill_from_head, "shutdown");
 }

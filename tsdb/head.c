@@ -199,6 +199,7 @@ void tsdb_open_options_init(tsdb_open_options_t *opts, const char *path)
     opts->appendable_window_ms = DEFAULT_APPENDABLE_WINDOW_MS;
     opts->wal_sync = TSDB_WAL_SYNC_NONE;
     opts->wal_compress = true;
+    opts->snapshot_on_close = true;
     opts->limits.max_labels = TSDB_DEFAULT_MAX_LABELS;
     opts->limits.max_name_length = TSDB_DEFAULT_MAX_NAME_LENGTH;
     opts->limits.max_value_length = TSDB_DEFAULT_MAX_VALUE_LENGTH;
@@ -1015,7 +1016,8 @@ tsdb_t *tsdb_open(const tsdb_open_options_t *opts, cairn_error_t *err)
                         .sync = opts->wal_sync == TSDB_WAL_SYNC_ALWAYS ? WAL_SYNC_ALWAYS
                                                                        : WAL_SYNC_NONE,
                         .compress = opts->wal_compress,
-                        .registry = reg};
+                        .registry = reg,
+                        .min_segment = db->wal_first_segment};
     db->wal = wal_open(&wo, err);
     cairn_free(wal_dir);
     if (!db->wal)
@@ -1045,8 +1047,15 @@ int tsdb_close(tsdb_t *db)
         pthread_join(db->truncator, NULL);
     }
     int rc = 0, r;
-    if (db->wal && (r = wal_close(db->wal)) < 0 && rc == 0)
-        rc = r;
+    if (db->wal) {
+        uint32_t last = wal_written_position(db->wal).segment;
+        rc = wal_close(db->wal);
+        db->wal = NULL;
+        /* Nothing runs any more: the head's state as it is, so a restart reads it back
+         * instead of replaying samples (a failed snapshot leaves the WAL as it was). */
+        if (rc == 0 && db->opts.snapshot_on_close)
+            head_snapshot(db, last);
+    }
     if (db->chunks && (r = head_chunks_close(db->chunks)) < 0 && rc == 0)
         rc = r;
     if (db->series) {

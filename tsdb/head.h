@@ -114,6 +114,11 @@ uint64_t head_directory_bytes(tsdb_t *db, const char *sub);
  * Samples record. */
 void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_t count,
                               buf_t *series_rec, buf_t *samples_rec);
+/* replay.c: appends a Series record entry for s (ref and labels) to rec. */
+void wal_record_put_series(tsdb_t *db, buf_t *rec, const tsdb_series_t *s);
+/* replay.c: appends a Chunks record entry: a series' open chunk and its appender state. */
+void wal_record_put_chunk(buf_t *rec, tsdb_ref_t ref, int64_t min_t, int64_t next_at,
+                          const xor_appender_t *app);
 /* replay.c: a Truncate record for min_time into rec (>= 11 bytes); returns its length. */
 size_t wal_record_encode_truncate(uint8_t *rec, int64_t min_time);
 /* replay.c: loads chunks_head/ (opening db->chunks) and replays the WAL into the head,
@@ -134,6 +139,10 @@ bool head_checkpoint_due(tsdb_t *db, uint32_t upto);
  * deletes what it replaces. Logs what it did; returns 0 or a negative errno. Under
  * truncate_lock. */
 int head_checkpoint(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *keep, size_t count);
+/* Writes the whole head as wal/checkpoint.last_segment (its series and open chunks as they
+ * are: a restart then decodes no samples) and deletes every segment. Only in tsdb_close, with
+ * the WAL closed and nothing else running. Returns 0 or a negative errno (logged). */
+int head_snapshot(tsdb_t *db, uint32_t last_segment);
 /* Finds the newest complete checkpoint in wal_dir: returns 1 and stores its segment number,
  * 0 if there is none, or a negative errno. With cleanup, removes every other checkpoint
  * directory (older ones, unfinished temporaries). */
@@ -146,6 +155,7 @@ enum {
     WAL_RECORD_SERIES = 1,
     WAL_RECORD_SAMPLES = 2,
     WAL_RECORD_TRUNCATE = 3,
+    WAL_RECORD_CHUNKS = 4, /* open chunks, in snapshots (checkpoints written on close) */
 };
 
 #endif /* CAIRN_TSDB_HEAD_H */

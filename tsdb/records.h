@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "tsdb/chunk_xor.h"
 
 static inline uint64_t zigzag(int64_t v)
 {
@@ -113,5 +114,16 @@ static inline bool skip_labels(record_reader_t *r, uint64_t nlabels)
     }
     return !r->bad;
 }
+
+/* An entry of a Chunks record: a series' open chunk, with the appender state to continue it. */
+typedef struct wal_chunk_entry {
+    uint64_t ref;
+    int64_t min_t, next_at; /* the chunk's first timestamp, and when it is to be cut */
+    xor_appender_t state;   /* buf and cap unset; count from the data's header */
+    const uint8_t *data;    /* (state.bit_len + 7) / 8 bytes, borrowed from the record */
+} wal_chunk_entry_t;
+
+/* Decodes the next Chunks record entry; false (r->bad set, or an empty chunk) if malformed. */
+bool wal_record_get_chunk(record_reader_t *r, wal_chunk_entry_t *e);
 
 #endif /* CAIRN_TSDB_RECORDS_H */

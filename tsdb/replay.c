@@ -37,6 +37,64 @@
 
 /* ---- encoding -------------------------------------------------------------------------------- */
 
+void wal_record_put_series(tsdb_t *db, buf_t *rec, const tsdb_series_t *s)
+{
+    put_uvarint(rec, s->ref);
+    put_uvarint(rec, s->label_count);
+    for (size_t l = 0; l < 2u * s->label_count; l++) {
+        const char *str = symbols_string(db->syms, s->labels[l]);
+        size_t len = strlen(str);
+        put_uvarint(rec, len);
+        buf_append(rec, str, len);
+    }
+}
+
+void wal_record_put_chunk(buf_t *rec, tsdb_ref_t ref, int64_t min_t, int64_t next_at,
+                          const xor_appender_t *app)
+{
+    uint8_t tmp[80], *p = tmp;
+    p = put_uvarint_raw(p, ref);
+    p = put_uvarint_raw(p, zigzag(min_t));
+    p = put_uvarint_raw(p, zigzag(next_at));
+    p = put_uvarint_raw(p, zigzag(app->t));
+    p = put_uvarint_raw(p, app->t_delta);
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(app->v_bits >> (8 * i));
+    *p++ = app->leading;
+    *p++ = app->trailing;
+    p = put_uvarint_raw(p, app->bit_len);
+    buf_append(rec, tmp, (size_t)(p - tmp));
+    buf_append(rec, app->buf, xor_appender_bytes(app));
+}
+
+bool wal_record_get_chunk(record_reader_t *r, wal_chunk_entry_t *e)
+{
+    e->ref = get_uvarint(r);
+    e->min_t = get_svarint(r);
+    e->next_at = get_svarint(r);
+    e->state.t = get_svarint(r);
+    e->state.t_delta = get_uvarint(r);
+    if (r->bad || r->end - r->p < 10)
+        return false;
+    e->state.v_bits = 0;
+    for (int i = 0; i < 8; i++)
+        e->state.v_bits |= (uint64_t)r->p[i] << (8 * i);
+    e->state.leading = r->p[8];
+    e->state.trailing = r->p[9];
+    r->p += 10;
+    e->state.bit_len = get_uvarint(r);
+    size_t len = (e->state.bit_len + 7) / 8;
+    if (r->bad || e->state.bit_len < 8 * XOR_HEADER_BYTES || len > (uint64_t)(r->end - r->p) ||
+        len > CHUNK_POOL_MAX_SIZE) {
+        r->bad = true;
+        return false;
+    }
+    e->data = r->p;
+    e->state.count = xor_chunk_count(r->p, len);
+    r->p += len;
+    return e->state.count > 0;
+}
+
 void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_t count,
                               buf_t *series_rec, buf_t *samples_rec)
 {
@@ -54,15 +112,7 @@ void wal_records_encode_batch(tsdb_t *db, const pending_sample_t *samples, size_
         for (size_t i = 0; i < count; i++) {
             if (!samples[i].unlogged)
                 continue;
-            const tsdb_series_t *s = samples[i].series;
-            put_uvarint(series_rec, s->ref);
-            put_uvarint(series_rec, s->label_count);
-            for (size_t l = 0; l < 2u * s->label_count; l++) {
-                const char *str = symbols_string(db->syms, s->labels[l]);
-                size_t len = strlen(str);
-                put_uvarint(series_rec, len);
-                buf_append(series_rec, str, len);
-            }
+            wal_record_put_series(db, series_rec, samples[i].series);
         }
     }
     /* Worst case per sample: three 10-byte varints (ref, time, value) or 9 raw value bytes. */
@@ -95,6 +145,7 @@ size_t wal_record_encode_truncate(uint8_t *rec, int64_t min_time)
 typedef struct mmapped_chunk {
     tsdb_ref_t series;
     chunk_meta_t meta;
+    size_t length; /* bytes of chunk data */
 } mmapped_chunk_t;
 
 typedef struct chunk_collector {
@@ -113,7 +164,8 @@ static void collect_chunk(void *ctx, const head_chunk_info_t *c)
         cc->cap = cc->cap ? cc->cap * 2 : 1024;
         cc->items = cairn_realloc(cc->items, cc->cap * sizeof(*cc->items));
     }
-    cc->items[cc->count++] = (mmapped_chunk_t){c->series_ref, {c->chunk_ref, c->min_t, c->max_t}};
+    cc->items[cc->count++] =
+        (mmapped_chunk_t){c->series_ref, {c->chunk_ref, c->min_t, c->max_t}, c->length};
     if (c->series_ref > cc->max_ref)
         cc->max_ref = c->series_ref;
 }
@@ -154,8 +206,12 @@ static void attach_chunks(tsdb_t *db, chunk_collector_t *cc, tsdb_ref_t ref, tsd
         return;
     s->sealed = cairn_malloc(n * sizeof(chunk_meta_t));
     s->sealed_cap = s->sealed_count = (uint32_t)n;
-    for (size_t i = 0; i < n; i++)
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
         s->sealed[i] = cc->items[lo + i].meta;
+        bytes += cc->items[lo + i].length;
+    }
+    atomic_fetch_add_explicit(&db->sealed_bytes, bytes, memory_order_relaxed);
     int64_t max_t = s->sealed[n - 1].max_t;
     atomic_store_explicit(&s->max_t, max_t, memory_order_relaxed);
     atomic_fetch_add_explicit(&db->chunks_sealed, n, memory_order_relaxed);
@@ -281,6 +337,11 @@ typedef struct replay {
     uint64_t series_records, sample_records, unknown_ref_samples, decoded;
     int64_t truncate_to;     /* highest Truncate record seen */
     uint64_t already_stored; /* samples skipped by the reader: already in sealed chunks */
+    bool dispatched;         /* a sample went to a worker */
+    uint64_t restored;       /* samples in open chunks taken as they are */
+    int64_t restored_min_t, restored_max_t;
+    uint32_t checkpoint; /* the checkpoint replayed (valid if has_checkpoint) */
+    bool has_checkpoint;
     /* References the WAL names that map to a different live series (same labels). */
     tsdb_ref_t *remap_from;
     tsdb_series_t **remap_to;
@@ -364,6 +425,7 @@ static int replay_series_record(replay_t *rp, record_reader_t *r)
 
 static void dispatch(replay_t *rp, tsdb_series_t *s, int64_t t, double v)
 {
+    rp->dispatched = true;
     replay_worker_t *w = &rp->workers[s->ref % rp->worker_count];
     if (!w->filling)
         w->filling = batch_get(&rp->shared);
@@ -412,6 +474,66 @@ static int replay_samples_record(replay_t *rp, record_reader_t *r)
     return r->bad ? -EINVAL : 0;
 }
 
+/* Makes a Chunks record entry the series' open chunk: a copy into a pool buffer, and the
+ * appender state, so nothing is decoded. */
+static void restore_chunk(tsdb_t *db, tsdb_series_t *s, const wal_chunk_entry_t *e)
+{
+    size_t len = (e->state.bit_len + 7) / 8;
+    size_t cap = chunk_pool_class_size(len);
+    uint8_t *buf = chunk_pool_get(db->pool, len);
+    memcpy(buf, e->data, len);
+    if (e->state.bit_len % 8) /* bits past the end must be zero for later appends */
+        buf[len - 1] &= (uint8_t)(0xff << (8 - e->state.bit_len % 8));
+    s->app = e->state;
+    s->app.buf = buf;
+    s->app.cap = cap;
+    s->chunk_min_t = e->min_t;
+    s->next_at = e->next_at;
+    atomic_store_explicit(&s->max_t, e->state.t, memory_order_relaxed);
+    atomic_store_explicit(&s->last_v, e->state.v_bits, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->chunks_open, 1, memory_order_relaxed);
+}
+
+/* A Chunks record (snapshots). Before any sample has gone to the workers, and when the series
+ * has nothing at or after the chunk's start (sealed chunks newer than a snapshot are loaded
+ * first), the chunk is taken as it is; otherwise its samples are replayed one by one. */
+static int replay_chunks_record(replay_t *rp, record_reader_t *r)
+{
+    uint64_t count = get_uvarint(r);
+    for (uint64_t i = 0; i < count && !r->bad; i++) {
+        wal_chunk_entry_t e;
+        if (!wal_record_get_chunk(r, &e))
+            return -EINVAL;
+        tsdb_series_t *s = replay_series_for(rp, e.ref);
+        if (!s) {
+            rp->unknown_ref_samples += e.state.count;
+            continue;
+        }
+        rp->decoded += e.state.count;
+        int64_t max_t = atomic_load_explicit(&s->max_t, memory_order_relaxed);
+        if (!rp->dispatched && !s->app.buf && e.min_t > max_t) {
+            restore_chunk(rp->db, s, &e);
+            rp->restored += e.state.count;
+            if (e.min_t < rp->restored_min_t)
+                rp->restored_min_t = e.min_t;
+            if (e.state.t > rp->restored_max_t)
+                rp->restored_max_t = e.state.t;
+            continue;
+        }
+        xor_iterator_t it;
+        xor_iterator_init(&it, e.data, (e.state.bit_len + 7) / 8);
+        while (xor_iterator_next(&it) > 0) {
+            if (it.t <= max_t)
+                rp->already_stored++;
+            else
+                dispatch(rp, s, it.t, xor_iterator_value(&it));
+        }
+        if (it.error)
+            return -EINVAL;
+    }
+    return r->bad ? -EINVAL : 0;
+}
+
 /* A Truncate record. Replay notes the point and truncates once at the end, when every sample
  * is in: truncating here could drop a series that the live head, through an appender that had
  * found it before, still appended to. So after a restart the head holds everything it held
@@ -447,6 +569,7 @@ static int replay_segments(replay_t *rp, const char *dir, uint32_t first, uint32
         case WAL_RECORD_SERIES: bad = replay_series_record(rp, &r); break;
         case WAL_RECORD_SAMPLES: bad = replay_samples_record(rp, &r); break;
         case WAL_RECORD_TRUNCATE: bad = replay_truncate_record(rp, &r); break;
+        case WAL_RECORD_CHUNKS: bad = replay_chunks_record(rp, &r); break;
         default: break; /* a record type from a newer version: skip */
         }
         if (bad) {
@@ -488,6 +611,8 @@ static int replay_wal(replay_t *rp, const char *wal_dir, cairn_error_t *err)
             rc = replay_segments(rp, dir, first, last, false, err);
         cairn_free(dir);
         rp->db->checkpoint_bytes = checkpoint_bytes(wal_dir, checkpoint);
+        /* New segments go past the checkpoint's, also when no segment is left. */
+        rp->db->wal_first_segment = checkpoint + 1;
         if (rc < 0)
             return rc;
     }
@@ -511,7 +636,10 @@ static int replay_wal(replay_t *rp, const char *wal_dir, cairn_error_t *err)
 int head_replay(tsdb_t *db, cairn_error_t *err)
 {
     double start = time_monotonic_seconds();
-    replay_t rp = {.db = db, .truncate_to = INT64_MIN};
+    replay_t rp = {.db = db,
+                   .truncate_to = INT64_MIN,
+                   .restored_min_t = INT64_MAX,
+                   .restored_max_t = INT64_MIN};
     pthread_mutex_init(&rp.shared.free_lock, NULL);
     rp.shared.db = db;
 
@@ -571,6 +699,9 @@ int head_replay(tsdb_t *db, cairn_error_t *err)
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
     }
+    applied += rp.restored;
+    if (rp.restored)
+        head_note_time(db, rp.restored_min_t, rp.restored_max_t);
     /* Sealing during replay buffered chunk writes. */
     head_chunks_flush(db->chunks);
     /* The map stays for checkpoints of the segments replayed (checkpoint.c). */

@@ -99,6 +99,8 @@ typedef struct tsdb_open_options {
     tsdb_wal_sync_t wal_sync;
     bool wal_compress;       /* snappy; default true */
     size_t wal_segment_size; /* 0 = default */
+    bool snapshot_on_close;  /* tsdb_close writes the head (series, open chunks) as a WAL
+                                checkpoint, so a restart decodes no samples; default true */
     tsdb_limits_t limits;
     unsigned replay_threads;     /* 0 = one per core */
     metric_registry_t *registry; /* NULL = the default registry */
@@ -111,8 +113,10 @@ void tsdb_open_options_init(tsdb_open_options_t *opts, const char *path);
  * with a message in err. */
 tsdb_t *tsdb_open(const tsdb_open_options_t *opts, cairn_error_t *err);
 
-/* Flushes and closes everything; appenders and queriers must be freed first. Returns 0 or the
- * first error. */
+/* Flushes and closes everything; appenders and queriers must be freed first. With
+ * snapshot_on_close, first writes the head's series and open chunks as a WAL checkpoint and
+ * deletes the WAL segments (a failure to do so is logged; the WAL then stays as it was).
+ * Returns 0 or the first error. */
 int tsdb_close(tsdb_t *db);
 
 typedef struct tsdb_stats {

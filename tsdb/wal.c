@@ -643,6 +643,8 @@ wal_t *wal_open(const wal_options_t *opts, cairn_error_t *err)
         return NULL;
     }
     uint32_t segment = rc > 0 ? last + 1 : 0;
+    if (segment < opts->min_segment)
+        segment = opts->min_segment;
 
     wal_t *w = cairn_calloc(1, sizeof(*w));
     w->dir = cairn_strdup(opts->dir);

@@ -57,6 +57,7 @@ typedef struct wal_options {
     wal_sync_t sync;
     bool compress;               /* snappy */
     metric_registry_t *registry; /* cairn_wal_* metrics; NULL = none */
+    uint32_t min_segment;        /* start no lower than this (past a checkpoint's segments) */
 } wal_options_t;
 
 /* A position in the log: a segment and a byte offset in it. */
@@ -68,8 +69,8 @@ typedef struct wal_position {
 typedef struct wal wal_t;
 
 /* Opens a WAL for writing. Always starts a new segment numbered one past the highest existing
- * one (0 in an empty directory); existing segments are left as they are (read and repair them
- * first). Returns NULL with a message in err. */
+ * one (0 in an empty directory), or opts->min_segment if that is higher; existing segments are left
+ * as they are (read and repair them first). Returns NULL with a message in err. */
 wal_t *wal_open(const wal_options_t *opts, cairn_error_t *err);
 
 /* Appends records[i] (lengths[i] bytes each, first byte = record type, lengths >= 1) in order

@@ -69,6 +69,7 @@ static void tdb_init(testdb_t *t)
     t->opts.head_window_ms = 100000 * HOUR_MS; /* the head's own truncation stays out */
     t->opts.wal_segment_size = SEGMENT;
     t->opts.wal_compress = false;
+    t->opts.snapshot_on_close = false; /* the snapshot tests turn it on */
     t->db = NULL;
 }
 
@@ -418,6 +419,63 @@ START_TEST(test_checkpoint_keeps_sample_of_truncated_series)
 }
 END_TEST
 
+/* The same data written to a database that restarts through snapshots and to one that never
+ * restarts: the same samples and the same chunk bytes (the restored appender state continues
+ * the chunk exactly as the original would have). Restarts: snapshot, then one without a
+ * snapshot (the checkpoint's Chunks records plus newer segments and sealed chunks), then a
+ * checkpoint from the WAL that reads the snapshot's Chunks records, then snapshot again. */
+START_TEST(test_snapshot_restart)
+{
+    testdb_t a, b;
+    tdb_init(&a);
+    tdb_init(&b);
+    b.opts.snapshot_on_close = true;
+    tdb_open(&a);
+    tdb_open(&b);
+    uint64_t rng_a = 11, rng_b = 11;
+    append_steps(a.db, "cp_metric", 0, 300, 0, 500, &rng_a);
+    append_steps(b.db, "cp_metric", 0, 300, 0, 500, &rng_b);
+    tdb_reopen(&b);
+    int segments, checkpoints;
+    long newest;
+    wal_listing(&b, &segments, &checkpoints, &newest);
+    ck_assert_int_eq(checkpoints, 1);
+    ck_assert_int_eq(segments, 1); /* only the one the reopened WAL writes */
+    tsdb_stats_t st;
+    tsdb_stats(b.db, &st);
+    ck_assert_uint_eq(st.series, 300);
+    ck_assert_uint_eq(st.chunks_open, 300);
+    ck_assert_uint_lt(st.replayed_samples, 300 * 241); /* open chunks only */
+    dump_t da = dump_head(a.db, "cp_.*"), db_ = dump_head(b.db, "cp_.*");
+    assert_same_head(&da, &db_);
+    dump_free(&da);
+    dump_free(&db_);
+
+    /* A few samples into the restored chunks, then a restart without a snapshot. */
+    append_steps(a.db, "cp_metric", 0, 300, 500, 530, &rng_a);
+    append_steps(b.db, "cp_metric", 0, 300, 500, 530, &rng_b);
+    b.opts.snapshot_on_close = false;
+    tdb_reopen(&b);
+    /* Past the restored chunks' cut, with checkpoints from the WAL on the way. */
+    for (int step = 530; step < 1500; step += 200) {
+        append_steps(a.db, "cp_metric", 0, 300, step, step + 200, &rng_a);
+        append_steps(b.db, "cp_metric", 0, 300, step, step + 200, &rng_b);
+        ck_assert_int_eq(tsdb_truncate(b.db, INT64_MIN), 0);
+    }
+    tdb_reopen(&b);
+    b.opts.snapshot_on_close = true;
+    tdb_reopen(&b);
+    da = dump_head(a.db, "cp_.*");
+    db_ = dump_head(b.db, "cp_.*");
+    assert_same_head(&da, &db_);
+    ck_assert_uint_eq(tsdb_chunk_bytes(a.db), tsdb_chunk_bytes(b.db));
+    dump_free(&da);
+    dump_free(&db_);
+    tdb_destroy(&a);
+    tdb_destroy(&b);
+}
+END_TEST
+
 /* ---- suite ------------------------------------------------------------------------------------
  */
 
@@ -430,6 +488,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_checkpoint_drops_truncated_series);
     tcase_add_test(tc, test_checkpoint_leftovers_ignored);
     tcase_add_test(tc, test_checkpoint_keeps_sample_of_truncated_series);
+    tcase_add_test(tc, test_snapshot_restart);
     suite_add_tcase(s, tc);
     return s;
 }

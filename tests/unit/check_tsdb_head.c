@@ -102,6 +102,8 @@ static void tdb_init(testdb_t *t)
     ck_assert_ptr_nonnull(mkdtemp(t->dir));
     tsdb_open_options_init(&t->opts, t->dir);
     t->opts.head_window_ms = 100000 * HOUR_MS;
+    t->opts.snapshot_on_close =
+        false; /* restarts replay the WAL (snapshots: check_tsdb_checkpoint) */
     t->reg = NULL;
     t->db = NULL;
 }
