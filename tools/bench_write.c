@@ -471,6 +471,7 @@ int bench_reopen_main(int argc, char **argv)
     tsdb_open_options_init(&opts, out_dir);
     opts.wal_compress = compress;
     opts.head_window_ms = INT64_MAX / 4; /* keep what bench write kept */
+    opts.snapshot_on_close = false;      /* leave the directory as it was, to reopen again */
     cairn_error_t err = {{0}};
     double open_start = time_monotonic_seconds();
     tsdb_t *db = tsdb_open(&opts, &err);

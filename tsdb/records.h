@@ -61,6 +61,8 @@ typedef struct record_reader {
 
 static inline uint64_t get_uvarint(record_reader_t *r)
 {
+    if (CAIRN_LIKELY(r->p < r->end && *r->p < 0x80)) /* most fields of a record: one byte */
+        return *r->p++;
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
         if (r->p >= r->end) {

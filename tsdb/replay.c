@@ -152,7 +152,8 @@ typedef struct chunk_collector {
     mmapped_chunk_t *items; /* in file order while collecting, then grouped by series */
     size_t count, cap;
     tsdb_ref_t max_ref;
-    size_t *start; /* after indexing: chunks of ref r are items[start[r] .. start[r + 1]) */
+    size_t *start;       /* after indexing: chunks of ref r are items[start[r] .. start[r + 1]) */
+    int64_t *sealed_max; /* after indexing: newest sealed time of ref r (INT64_MIN: none) */
 } chunk_collector_t;
 
 static void collect_chunk(void *ctx, const head_chunk_info_t *c)
@@ -190,6 +191,11 @@ static void index_chunks(chunk_collector_t *cc)
     cairn_free(next);
     cairn_free(cc->items);
     cc->items = sorted;
+    cc->sealed_max = cairn_malloc((cc->max_ref + 1) * sizeof(int64_t));
+    for (tsdb_ref_t r = 0; r <= cc->max_ref; r++)
+        cc->sealed_max[r] = cc->start[r + 1] > cc->start[r]
+                                ? cc->items[cc->start[r + 1] - 1].meta.max_t
+                                : INT64_MIN;
 }
 
 /* Attaches the collected chunks of ref to s (once). */
@@ -324,6 +330,14 @@ static void worker_push(replay_worker_t *w, replay_batch_t *b)
 /* ---- the replay ---------------------------------------------------------------------------------
  */
 
+/* A sample a decoder found not yet stored, kept for in-order dispatch. */
+typedef struct survivor {
+    tsdb_series_t *series; /* NULL: not found by reference (the reader tries its remaps) */
+    tsdb_ref_t ref;
+    int64_t t;
+    double v;
+} survivor_t;
+
 typedef struct replay {
     tsdb_t *db;
     chunk_collector_t chunks;
@@ -340,8 +354,9 @@ typedef struct replay {
     bool dispatched;         /* a sample went to a worker */
     uint64_t restored;       /* samples in open chunks taken as they are */
     int64_t restored_min_t, restored_max_t;
-    uint32_t checkpoint; /* the checkpoint replayed (valid if has_checkpoint) */
-    bool has_checkpoint;
+    struct decoders *decoders; /* parallel decoding of Samples records; NULL = inline */
+    survivor_t *survivors;     /* inline decoding's scratch */
+    size_t survivor_count, survivor_cap;
     /* References the WAL names that map to a different live series (same labels). */
     tsdb_ref_t *remap_from;
     tsdb_series_t **remap_to;
@@ -445,33 +460,248 @@ static void dispatch(replay_t *rp, tsdb_series_t *s, int64_t t, double v)
     }
 }
 
-static int replay_samples_record(replay_t *rp, record_reader_t *r)
+typedef struct decode_counts {
+    uint64_t decoded, already_stored;
+} decode_counts_t;
+
+/* Decodes a Samples record; samples at or before their series' newest time are already stored
+ * and counted; the others go to out (grown as needed). Reads only shared, published state (the
+ * series map, series' max_t), so decoders run in parallel. */
+static bool decode_samples(tsdb_t *db, const chunk_collector_t *cc, record_reader_t *r,
+                           survivor_t **out, size_t *count, size_t *cap, decode_counts_t *dc)
 {
-    uint64_t count = get_uvarint(r);
+    uint64_t n = get_uvarint(r);
     int64_t base = get_svarint(r);
     tsdb_ref_t ref = 0;
-    for (uint64_t i = 0; i < count && !r->bad; i++) {
+    for (uint64_t i = 0; i < n && !r->bad; i++) {
         ref += (tsdb_ref_t)get_svarint(r);
         int64_t t = base + get_svarint(r);
         double v = get_value(r);
         if (r->bad)
             break;
-        tsdb_series_t *s = replay_series_for(rp, ref);
+        /* Most samples of a long WAL are in sealed chunks: one array load tells. */
+        if (ref <= cc->max_ref && cc->sealed_max && t <= cc->sealed_max[ref]) {
+            dc->decoded++;
+            dc->already_stored++;
+            continue;
+        }
+        tsdb_series_t *s = series_map_by_ref(db->series, ref);
+        if (s && t <= atomic_load_explicit(&s->max_t, memory_order_relaxed)) {
+            /* Already in a sealed chunk (or older than what a worker applied): the worker
+             * would reject it, so it is not handed over. */
+            dc->decoded++;
+            dc->already_stored++;
+            continue;
+        }
+        if (*count == *cap) {
+            *cap = *cap ? *cap * 2 : 256;
+            *out = cairn_realloc(*out, *cap * sizeof(**out));
+        }
+        (*out)[(*count)++] = (survivor_t){s, ref, t, v};
+    }
+    return !r->bad;
+}
+
+/* Dispatches decoded survivors in order, resolving references the map did not know. */
+static void dispatch_survivors(replay_t *rp, const survivor_t *sv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tsdb_series_t *s = sv[i].series ? sv[i].series : replay_series_for(rp, sv[i].ref);
         if (!s) {
             rp->unknown_ref_samples++;
             continue;
         }
         rp->decoded++;
-        /* Already in a sealed chunk (or older than what a worker applied): the worker would
-         * reject it, so do not hand it over. */
-        if (t <= atomic_load_explicit(&s->max_t, memory_order_relaxed)) {
+        if (sv[i].t <= atomic_load_explicit(&s->max_t, memory_order_relaxed)) {
             rp->already_stored++;
             continue;
         }
-        dispatch(rp, s, t, v);
+        dispatch(rp, s, sv[i].t, sv[i].v);
     }
+}
+
+static int replay_samples_record(replay_t *rp, record_reader_t *r)
+{
+    decode_counts_t dc = {0};
+    rp->survivor_count = 0;
+    bool ok = decode_samples(rp->db, &rp->chunks, r, &rp->survivors, &rp->survivor_count,
+                             &rp->survivor_cap, &dc);
+    rp->decoded += dc.decoded;
+    rp->already_stored += dc.already_stored;
+    dispatch_survivors(rp, rp->survivors, rp->survivor_count);
     rp->sample_records++;
-    return r->bad ? -EINVAL : 0;
+    return ok ? 0 : -EINVAL;
+}
+
+/* ---- parallel decoding ------------------------------------------------------------------------
+ *
+ * With more than one core, Samples records are decoded by decoder threads: the reader copies
+ * records into jobs (about JOB_BYTES each) on a ring; decoders take the oldest queued job; the
+ * reader retires jobs in ring order, dispatching each job's survivors to the apply workers, so
+ * a series' samples still reach its worker in WAL order. Decoders only skip what is stored
+ * already, which is safe in any order. Series and Truncate records stay with the reader (a
+ * job's records only refer to series created before it was queued); a Chunks record waits
+ * until every queued job is retired.
+ */
+
+#define JOB_RING  16
+#define JOB_BYTES (256 * 1024)
+
+enum { JOB_FREE, JOB_QUEUED, JOB_DECODING, JOB_DONE };
+
+typedef struct decode_job {
+    buf_t recs; /* records back to back: uvarint length, record (type byte included) */
+    survivor_t *out;
+    size_t out_count, out_cap;
+    decode_counts_t counts;
+    uint64_t records, bad_records;
+    int state; /* under the decoders' lock */
+} decode_job_t;
+
+typedef struct decoders {
+    replay_t *rp;
+    pthread_t *threads;
+    size_t count;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+    decode_job_t jobs[JOB_RING];
+    uint64_t head; /* oldest job not retired (reader) */
+    uint64_t tail; /* job the reader fills; jobs before it are queued (under lock) */
+    uint64_t next; /* next queued job a decoder takes (under lock) */
+    bool stopping;
+} decoders_t;
+
+static void decode_job_run(replay_t *rp, decode_job_t *job)
+{
+    record_reader_t all = {(const uint8_t *)job->recs.data,
+                           (const uint8_t *)job->recs.data + job->recs.len, false};
+    while (all.p < all.end) {
+        uint64_t len = get_uvarint(&all);
+        record_reader_t r = {all.p + 1, all.p + len, false};
+        all.p += len;
+        job->records++;
+        if (!decode_samples(rp->db, &rp->chunks, &r, &job->out, &job->out_count, &job->out_cap,
+                            &job->counts))
+            job->bad_records++;
+    }
+}
+
+static void *decoder_main(void *arg)
+{
+    decoders_t *d = arg;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        while (!d->stopping && d->next == d->tail)
+            pthread_cond_wait(&d->work, &d->lock);
+        if (d->next == d->tail)
+            break; /* stopping, and nothing queued */
+        decode_job_t *job = &d->jobs[d->next++ % JOB_RING];
+        job->state = JOB_DECODING;
+        pthread_mutex_unlock(&d->lock);
+        decode_job_run(d->rp, job);
+        pthread_mutex_lock(&d->lock);
+        job->state = JOB_DONE;
+        pthread_cond_broadcast(&d->done);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+/* Retires the oldest job (waiting for its decoder): its counts and survivors, in order. */
+static void decoders_retire_one(decoders_t *d)
+{
+    decode_job_t *job = &d->jobs[d->head % JOB_RING];
+    pthread_mutex_lock(&d->lock);
+    while (job->state != JOB_DONE)
+        pthread_cond_wait(&d->done, &d->lock);
+    pthread_mutex_unlock(&d->lock);
+    replay_t *rp = d->rp;
+    rp->decoded += job->counts.decoded;
+    rp->already_stored += job->counts.already_stored;
+    rp->sample_records += job->records;
+    if (job->bad_records)
+        LOG_WARN("Skipping malformed WAL Samples records", "count=%llu",
+                 (unsigned long long)job->bad_records);
+    dispatch_survivors(rp, job->out, job->out_count);
+    job->out_count = 0;
+    job->records = job->bad_records = 0;
+    job->counts = (decode_counts_t){0};
+    buf_reset(&job->recs);
+    pthread_mutex_lock(&d->lock);
+    job->state = JOB_FREE;
+    pthread_mutex_unlock(&d->lock);
+    d->head++;
+}
+
+/* Queues the job being filled, if it holds anything; retires the oldest when the ring is
+ * full. */
+static void decoders_queue(decoders_t *d)
+{
+    decode_job_t *job = &d->jobs[d->tail % JOB_RING];
+    if (!job->recs.len)
+        return;
+    pthread_mutex_lock(&d->lock);
+    job->state = JOB_QUEUED;
+    d->tail++;
+    pthread_cond_signal(&d->work);
+    pthread_mutex_unlock(&d->lock);
+    if (d->tail - d->head == JOB_RING)
+        decoders_retire_one(d);
+}
+
+/* Queues what is being filled and retires every job. */
+static void decoders_drain(decoders_t *d)
+{
+    decoders_queue(d);
+    while (d->head != d->tail)
+        decoders_retire_one(d);
+}
+
+static void decoders_add(decoders_t *d, const uint8_t *rec, size_t len)
+{
+    decode_job_t *job = &d->jobs[d->tail % JOB_RING];
+    put_uvarint(&job->recs, len);
+    buf_append(&job->recs, rec, len);
+    if (job->recs.len >= JOB_BYTES)
+        decoders_queue(d);
+}
+
+static decoders_t *decoders_start(replay_t *rp, size_t count)
+{
+    decoders_t *d = cairn_calloc(1, sizeof(*d));
+    d->rp = rp;
+    d->count = count;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->work, NULL);
+    pthread_cond_init(&d->done, NULL);
+    d->threads = cairn_calloc(count, sizeof(pthread_t));
+    for (size_t i = 0; i < count; i++)
+        if (pthread_create(&d->threads[i], NULL, decoder_main, d) != 0)
+            CAIRN_PANIC("cannot start a WAL decoder thread");
+    return d;
+}
+
+/* Retires everything and stops the threads. */
+static void decoders_stop(decoders_t *d)
+{
+    if (!d)
+        return;
+    decoders_drain(d);
+    pthread_mutex_lock(&d->lock);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->work);
+    pthread_mutex_unlock(&d->lock);
+    for (size_t i = 0; i < d->count; i++)
+        pthread_join(d->threads[i], NULL);
+    for (size_t i = 0; i < JOB_RING; i++) {
+        buf_free(&d->jobs[i].recs);
+        cairn_free(d->jobs[i].out);
+    }
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->work);
+    pthread_cond_destroy(&d->done);
+    cairn_free(d->threads);
+    cairn_free(d);
 }
 
 /* Makes a Chunks record entry the series' open chunk: a copy into a pool buffer, and the
@@ -567,9 +797,18 @@ static int replay_segments(replay_t *rp, const char *dir, uint32_t first, uint32
         int bad = 0;
         switch (rec[0]) {
         case WAL_RECORD_SERIES: bad = replay_series_record(rp, &r); break;
-        case WAL_RECORD_SAMPLES: bad = replay_samples_record(rp, &r); break;
+        case WAL_RECORD_SAMPLES:
+            if (rp->decoders)
+                decoders_add(rp->decoders, rec, len);
+            else
+                bad = replay_samples_record(rp, &r);
+            break;
         case WAL_RECORD_TRUNCATE: bad = replay_truncate_record(rp, &r); break;
-        case WAL_RECORD_CHUNKS: bad = replay_chunks_record(rp, &r); break;
+        case WAL_RECORD_CHUNKS:
+            if (rp->decoders)
+                decoders_drain(rp->decoders); /* restoring needs to know what was dispatched */
+            bad = replay_chunks_record(rp, &r);
+            break;
         default: break; /* a record type from a newer version: skip */
         }
         if (bad) {
@@ -667,9 +906,13 @@ int head_replay(tsdb_t *db, cairn_error_t *err)
             CAIRN_PANIC("cannot start a WAL replay thread");
     }
 
+    if (rp.worker_count > 1)
+        rp.decoders = decoders_start(&rp, rp.worker_count);
     char *wal_dir = cairn_sprintf("%s/wal", db->path);
     int rc = replay_wal(&rp, wal_dir, err);
     cairn_free(wal_dir);
+    decoders_stop(rp.decoders);
+    cairn_free(rp.survivors);
 
     uint64_t applied = 0, skipped = 0;
     for (size_t i = 0; i < rp.worker_count; i++) {
@@ -719,6 +962,7 @@ int head_replay(tsdb_t *db, cairn_error_t *err)
     cairn_free(rp.workers);
     cairn_free(rp.chunks.items);
     cairn_free(rp.chunks.start);
+    cairn_free(rp.chunks.sealed_max);
     cairn_free(rp.labels);
     cairn_free(rp.strings);
 
