@@ -544,8 +544,8 @@ static int replay_samples_record(replay_t *rp, record_reader_t *r)
  * until every queued job is retired.
  */
 
-#define JOB_RING  16
-#define JOB_BYTES (256 * 1024)
+#define JOB_RING  8
+#define JOB_BYTES (128 * 1024)
 
 enum { JOB_FREE, JOB_QUEUED, JOB_DECODING, JOB_DONE };
 
