@@ -427,12 +427,9 @@ int bench_write_main(int argc, char **argv)
     char out_arg[4200];
     snprintf(out_arg, sizeof(out_arg), "--out=%s", out_dir);
     /* posix_spawn, not fork: a forked child's peak RSS would start at this process's. */
-    char *child_argv[] = {"cairn-tool",
-                          "bench",
-                          "reopen",
-                          out_arg,
-                          close_arg,
-                          compress ? "--wal-compression" : "--no-wal-compression",
+    char *child_argv[] = {"cairn-tool", "bench",
+                          "reopen",     out_arg,
+                          close_arg,    compress ? "--wal-compression" : "--no-wal-compression",
                           NULL};
     pid_t child = -1;
     if (posix_spawn(&child, "/proc/self/exe", NULL, NULL, child_argv, environ) != 0)
