@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <snappy-c.h>
 
 #include "tsdb/head.h"
 #include "tsdb/records.h"
@@ -356,6 +357,7 @@ typedef struct replay {
     int64_t restored_min_t, restored_max_t;
     struct decoders *decoders; /* parallel decoding of Samples records; NULL = inline */
     survivor_t *survivors;     /* inline decoding's scratch */
+    buf_t plain;               /* a decompressed record (raw reading) */
     size_t survivor_count, survivor_cap;
     /* References the WAL names that map to a different live series (same labels). */
     tsdb_ref_t *remap_from;
@@ -460,6 +462,40 @@ static void dispatch(replay_t *rp, tsdb_series_t *s, int64_t t, double v)
     }
 }
 
+/* The first byte a snappy stream decodes to (the record type), or -1. A stream is a uvarint
+ * length, then elements; the first one is a literal (there is nothing to copy from yet): a
+ * tag with low bits 00 and the length in its upper six bits, or in 1-4 more bytes when those
+ * read 60-63, then the literal's bytes. */
+static int snappy_first_byte(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && i < 5 && (p[i] & 0x80))
+        i++;
+    i++; /* the length's last byte */
+    if (i >= n || (p[i] & 3) != 0)
+        return -1;
+    unsigned code = p[i] >> 2;
+    i += 1 + (code >= 60 ? code - 59 : 0);
+    return i < n ? p[i] : -1;
+}
+
+/* Decompresses a snappy record into out; false if it is not valid snappy. */
+static bool snappy_decode(const uint8_t *in, size_t n, buf_t *out)
+{
+    size_t ulen;
+    if (snappy_uncompressed_length((const char *)in, n, &ulen) != SNAPPY_OK || ulen == 0 ||
+        ulen > WAL_MAX_RECORD_SIZE)
+        return false;
+    buf_reset(out);
+    buf_reserve(out, ulen + 1);
+    size_t got = ulen;
+    if (snappy_uncompress((const char *)in, n, out->data, &got) != SNAPPY_OK || got != ulen)
+        return false;
+    out->len = ulen;
+    out->data[ulen] = '\0';
+    return true;
+}
+
 typedef struct decode_counts {
     uint64_t decoded, already_stored;
 } decode_counts_t;
@@ -550,7 +586,8 @@ static int replay_samples_record(replay_t *rp, record_reader_t *r)
 enum { JOB_FREE, JOB_QUEUED, JOB_DECODING, JOB_DONE };
 
 typedef struct decode_job {
-    buf_t recs; /* records back to back: uvarint length, record (type byte included) */
+    buf_t recs;  /* records back to back: uvarint length, compressed flag byte, record */
+    buf_t plain; /* a decompressed record */
     survivor_t *out;
     size_t out_count, out_cap;
     decode_counts_t counts;
@@ -577,9 +614,19 @@ static void decode_job_run(replay_t *rp, decode_job_t *job)
                            (const uint8_t *)job->recs.data + job->recs.len, false};
     while (all.p < all.end) {
         uint64_t len = get_uvarint(&all);
-        record_reader_t r = {all.p + 1, all.p + len, false};
+        bool compressed = *all.p++;
+        const uint8_t *rec = all.p;
         all.p += len;
         job->records++;
+        if (compressed) {
+            if (!snappy_decode(rec, len, &job->plain)) {
+                job->bad_records++;
+                continue;
+            }
+            rec = (const uint8_t *)job->plain.data;
+            len = job->plain.len;
+        }
+        record_reader_t r = {rec + 1, rec + len, false};
         if (!decode_samples(rp->db, &rp->chunks, &r, &job->out, &job->out_count, &job->out_cap,
                             &job->counts))
             job->bad_records++;
@@ -657,10 +704,11 @@ static void decoders_drain(decoders_t *d)
         decoders_retire_one(d);
 }
 
-static void decoders_add(decoders_t *d, const uint8_t *rec, size_t len)
+static void decoders_add(decoders_t *d, const uint8_t *rec, size_t len, bool compressed)
 {
     decode_job_t *job = &d->jobs[d->tail % JOB_RING];
     put_uvarint(&job->recs, len);
+    buf_append_char(&job->recs, compressed ? 1 : 0);
     buf_append(&job->recs, rec, len);
     if (job->recs.len >= JOB_BYTES)
         decoders_queue(d);
@@ -695,6 +743,7 @@ static void decoders_stop(decoders_t *d)
         pthread_join(d->threads[i], NULL);
     for (size_t i = 0; i < JOB_RING; i++) {
         buf_free(&d->jobs[i].recs);
+        buf_free(&d->jobs[i].plain);
         cairn_free(d->jobs[i].out);
     }
     pthread_mutex_destroy(&d->lock);
@@ -784,7 +833,10 @@ static int replay_truncate_record(replay_t *rp, record_reader_t *r)
 static int replay_segments(replay_t *rp, const char *dir, uint32_t first, uint32_t last,
                            bool repair, cairn_error_t *err)
 {
-    wal_reader_options_t ro = {.dir = dir, .first_segment = first, .last_segment = last};
+    /* With decoders, Samples records go to them still compressed: decompressing is a good
+     * part of replay's work. */
+    wal_reader_options_t ro = {
+        .dir = dir, .first_segment = first, .last_segment = last, .raw = rp->decoders != NULL};
     wal_reader_t *reader = wal_reader_open(&ro, err);
     if (!reader)
         return -EIO;
@@ -793,16 +845,24 @@ static int replay_segments(replay_t *rp, const char *dir, uint32_t first, uint32
     cairn_error_t rerr = {{0}};
     int rc;
     while ((rc = wal_reader_next(reader, &rec, &len, &rerr)) > 0) {
+        bool compressed = wal_reader_compressed(reader);
+        int type = compressed ? snappy_first_byte(rec, len) : rec[0];
+        if (type == WAL_RECORD_SAMPLES && rp->decoders) {
+            decoders_add(rp->decoders, rec, len, compressed);
+            continue;
+        }
+        if (compressed && !snappy_decode(rec, len, &rp->plain))
+            type = -1;
+        if (compressed && type >= 0) {
+            rec = (const uint8_t *)rp->plain.data;
+            len = rp->plain.len;
+        }
         record_reader_t r = {rec + 1, rec + len, false};
         int bad = 0;
-        switch (rec[0]) {
+        switch (type) {
+        case -1: bad = -EINVAL; break;
         case WAL_RECORD_SERIES: bad = replay_series_record(rp, &r); break;
-        case WAL_RECORD_SAMPLES:
-            if (rp->decoders)
-                decoders_add(rp->decoders, rec, len);
-            else
-                bad = replay_samples_record(rp, &r);
-            break;
+        case WAL_RECORD_SAMPLES: bad = replay_samples_record(rp, &r); break;
         case WAL_RECORD_TRUNCATE: bad = replay_truncate_record(rp, &r); break;
         case WAL_RECORD_CHUNKS:
             if (rp->decoders)
@@ -813,8 +873,8 @@ static int replay_segments(replay_t *rp, const char *dir, uint32_t first, uint32
         }
         if (bad) {
             wal_position_t pos = wal_reader_position(reader);
-            LOG_WARN("Skipping a malformed WAL record", "dir=%s segment=%u offset=%llu type=%u",
-                     log_quote(dir), pos.segment, (unsigned long long)pos.offset, rec[0]);
+            LOG_WARN("Skipping a malformed WAL record", "dir=%s segment=%u offset=%llu type=%d",
+                     log_quote(dir), pos.segment, (unsigned long long)pos.offset, type);
         }
     }
     if (rc < 0 && !repair) {
@@ -913,6 +973,7 @@ int head_replay(tsdb_t *db, cairn_error_t *err)
     cairn_free(wal_dir);
     decoders_stop(rp.decoders);
     cairn_free(rp.survivors);
+    buf_free(&rp.plain);
 
     uint64_t applied = 0, skipped = 0;
     for (size_t i = 0; i < rp.worker_count; i++) {

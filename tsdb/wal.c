@@ -108,7 +108,6 @@
 
 /* Largest record wal_log accepts and the reader assembles or decompresses: twice the default
  * segment size. Bounds every allocation the reader makes from lengths found on disk. */
-#define WAL_MAX_RECORD_SIZE (2 * (size_t)WAL_DEFAULT_SEGMENT_SIZE)
 /* Pending bytes beyond which framers wait for the leader instead of growing the batch. */
 #define WAL_PENDING_LIMIT ((size_t)16 << 20)
 /* The reader's window on the current segment file. */
@@ -937,6 +936,8 @@ struct wal_reader {
     uint8_t *rec;                  /* assembled fragment data */
     size_t rec_len;                /* bytes in rec */
     size_t rec_cap;                /* bytes allocated */
+    bool raw;                      /* compressed records are returned as they are */
+    bool compressed;               /* raw: the last record returned is compressed */
     uint8_t *out;                  /* decompressed record */
     size_t out_cap;                /* bytes allocated */
     wal_position_t pos;            /* just past the last record returned */
@@ -1119,7 +1120,11 @@ static int reader_at_eof(wal_reader_t *r, bool partial, cairn_error_t *err)
 static int reader_emit(wal_reader_t *r, const uint8_t *data, size_t n, bool compressed,
                        uint64_t start, const uint8_t **record, size_t *length, cairn_error_t *err)
 {
-    if (compressed) {
+    r->compressed = compressed && r->raw;
+    if (compressed && r->raw) {
+        if (n == 0)
+            return reader_corrupt(r, err, start, "empty record");
+    } else if (compressed) {
         size_t ulen;
         if (snappy_uncompressed_length((const char *)data, n, &ulen) != SNAPPY_OK)
             return reader_corrupt(r, err, start, "invalid snappy header");
@@ -1302,6 +1307,7 @@ wal_reader_t *wal_reader_open(const wal_reader_options_t *opts, cairn_error_t *e
     r->dir_fd = dir_fd;
     r->fd = -1;
     r->follow = opts->follow;
+    r->raw = opts->raw;
     r->last_segment = opts->last_segment;
     r->segment = opts->first_segment;
     r->end_segment = n > 0 && last < opts->last_segment ? last : opts->last_segment;
@@ -1329,6 +1335,11 @@ int wal_reader_next(wal_reader_t *r, const uint8_t **record, size_t *length, cai
         if (rc == STEP_END)
             return 0;
     }
+}
+
+bool wal_reader_compressed(const wal_reader_t *r)
+{
+    return r->compressed;
 }
 
 wal_position_t wal_reader_position(const wal_reader_t *r)

@@ -45,6 +45,8 @@
 #define WAL_PAGE_SIZE            (32 * 1024)
 #define WAL_RECORD_HEADER        7
 #define WAL_DEFAULT_SEGMENT_SIZE (128u * 1024 * 1024)
+/* Largest record, before or after decompression, that the WAL writes or reads. */
+#define WAL_MAX_RECORD_SIZE (2 * (size_t)WAL_DEFAULT_SEGMENT_SIZE)
 
 typedef enum wal_sync {
     WAL_SYNC_NONE = 0,   /* return after write(2) */
@@ -127,6 +129,8 @@ typedef struct wal_reader_options {
     bool follow;            /* tailing a live WAL: a partial record at the very end means "no
                                more yet" (next returns 0 and may be called again later), not
                                corruption */
+    bool raw;               /* return snappy-compressed records as they are (wal_reader_compressed
+                               tells which): the caller decompresses, perhaps on another thread */
 } wal_reader_options_t;
 
 /* Opens a reader. Returns NULL with a message in err. */
@@ -137,6 +141,9 @@ wal_reader_t *wal_reader_open(const wal_reader_options_t *opts, cairn_error_t *e
  * corrupt, with a message in err naming the segment and offset (then wal_reader_position
  * gives the end of the last good record, where a repair truncates). */
 int wal_reader_next(wal_reader_t *r, const uint8_t **record, size_t *length, cairn_error_t *err);
+
+/* In raw mode: whether the record last returned is snappy-compressed. */
+bool wal_reader_compressed(const wal_reader_t *r);
 
 /* Position just past the last record returned (or the start position). */
 wal_position_t wal_reader_position(const wal_reader_t *r);

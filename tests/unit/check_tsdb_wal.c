@@ -10,6 +10,7 @@
  * byte at a known offset rather than only as a failed round trip.
  */
 #include <check.h>
+#include <snappy-c.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1203,6 +1204,49 @@ END_TEST
 
 /* --- sync, errors, segment management ------------------------------------------------------ */
 
+/* Raw reading returns compressed records as they are, flagged, and others as they are. */
+START_TEST(test_raw_read)
+{
+    char *dir = tmpdir_new();
+    wal_t *w = open_wal(dir, 0, true, WAL_SYNC_NONE, NULL);
+    uint8_t big[5000], small[3] = {2, 7, 9};
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i % 7 == 0 ? 2 : i % 13);
+    const uint8_t *recs[3] = {big, small, big};
+    size_t lens[3] = {sizeof(big), sizeof(small), sizeof(big)};
+    ck_assert_int_eq(wal_log(w, recs, lens, 3, NULL), 0);
+    ck_assert_int_eq(wal_close(w), 0);
+
+    wal_reader_options_t ro = {.dir = dir, .last_segment = UINT32_MAX, .raw = true};
+    cairn_error_t err = {{0}};
+    wal_reader_t *r = wal_reader_open(&ro, &err);
+    ck_assert_ptr_nonnull(r);
+    for (int i = 0; i < 3; i++) {
+        const uint8_t *rec;
+        size_t len;
+        ck_assert_int_eq(wal_reader_next(r, &rec, &len, &err), 1);
+        if (i == 1) { /* snappy would make it larger: stored plain */
+            ck_assert(!wal_reader_compressed(r));
+            ck_assert_uint_eq(len, sizeof(small));
+            ck_assert_mem_eq(rec, small, sizeof(small));
+            continue;
+        }
+        ck_assert(wal_reader_compressed(r));
+        ck_assert_uint_lt(len, sizeof(big) / 2);
+        static char plain[sizeof(big)];
+        size_t plain_len = sizeof(plain);
+        ck_assert_int_eq(snappy_uncompress((const char *)rec, len, plain, &plain_len), SNAPPY_OK);
+        ck_assert_uint_eq(plain_len, sizeof(big));
+        ck_assert_mem_eq(plain, big, sizeof(big));
+    }
+    const uint8_t *rec;
+    size_t len;
+    ck_assert_int_eq(wal_reader_next(r, &rec, &len, &err), 0);
+    wal_reader_free(r);
+    tmpdir_free(dir);
+}
+END_TEST
+
 START_TEST(test_sync_always)
 {
     char *dir = tmpdir_new();
@@ -1373,6 +1417,7 @@ static Suite *wal_suite(void)
     tcase_add_loop_test(tc, test_round_trip, 0, 2);
     tcase_add_test(tc, test_page_edges);
     tcase_add_test(tc, test_segments);
+    tcase_add_test(tc, test_raw_read);
     tcase_add_test(tc, test_sync_always);
     suite_add_tcase(s, tc);
 
