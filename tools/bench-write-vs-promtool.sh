@@ -52,7 +52,10 @@ echo "== cairn-tool bench write --metrics=$metrics --scrapes=$scrapes --threads=
   --scrapes="$scrapes" --threads="$threads" "$file" >"$work/cairn.out" 2>"$work/cairn.time"
 cat "$work/cairn.out"
 c_rate=$(sed -n 's/^ingestion: .*: \([0-9.]*\) samples\/s.*/\1/p' "$work/cairn.out")
-c_rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/cairn.time")
+# The writing process's own peak (VmHWM), as promtool's is its own: cairn-tool's restart
+# measurement runs in a child process, which /usr/bin/time's figure would include.
+c_rss=$(sed -n 's/^memory: peak RSS \([0-9.]*\) MiB.*/\1/p' "$work/cairn.out" |
+  awk '{ printf "%d", $1 * 1024 }')
 c_wal_bps=$(sed -n 's/^wal: .*, \([0-9.]*\) bytes per sample/\1/p' "$work/cairn.out")
 c_chunk_bps=$(sed -n 's/^chunks: .*, \([0-9.]*\) bytes per sample.*/\1/p' "$work/cairn.out")
 c_replay=$(sed -n 's/.*WAL replay \([0-9.]*\) s:.*/\1/p' "$work/cairn.out")
