@@ -9,8 +9,8 @@
  *     timestamps 30 s apart) through
  *     one appender and commits, so a commit is a batch of up to 1000 samples;
  *   - scrapes run in rounds of 100; each round spreads the shards over --threads worker
- *     threads and waits for all of them (as promtool's goroutines do), so timestamps across
- *     shards never drift more than a round apart.
+ *     threads (started once) and waits for all of them at a barrier (as promtool waits for
+ *     its goroutines), so timestamps across shards never drift more than a round apart.
  * It prints ingestion throughput, peak RSS, RSS per series and chunk/WAL bytes per sample,
  * then closes the database, reopens it in a new process and prints the WAL replay time and
  * that process's peak RSS.
@@ -198,7 +198,8 @@ typedef struct bench {
     size_t shard_count;
     _Atomic size_t next_shard; /* work distribution within a round */
     int64_t round_base_t;
-    int round_scrapes;
+    int round_scrapes; /* 0: no more rounds */
+    pthread_barrier_t round_start, round_end;
     _Atomic uint64_t samples, rejected;
     _Atomic int failed;
 } bench_t;
@@ -233,10 +234,16 @@ static void *bench_worker(void *arg)
     bench_t *b = arg;
     tsdb_appender_t *app = tsdb_appender_new(b->db);
     for (;;) {
-        size_t i = atomic_fetch_add(&b->next_shard, 1);
-        if (i >= b->shard_count)
+        pthread_barrier_wait(&b->round_start);
+        if (b->round_scrapes == 0)
             break;
-        shard_scrapes(b, app, &b->shards[i]);
+        for (;;) {
+            size_t i = atomic_fetch_add(&b->next_shard, 1);
+            if (i >= b->shard_count)
+                break;
+            shard_scrapes(b, app, &b->shards[i]);
+        }
+        pthread_barrier_wait(&b->round_end);
     }
     tsdb_appender_free(app);
     return NULL;
@@ -370,17 +377,26 @@ int bench_write_main(int argc, char **argv)
            scrapes, threads, SHARD_SIZE);
     fflush(stdout);
 
+    /* The workers live for the whole run; a round starts and ends at a barrier. */
     pthread_t *tids = cairn_calloc(threads, sizeof(pthread_t));
+    pthread_barrier_init(&b.round_start, NULL, threads + 1);
+    pthread_barrier_init(&b.round_end, NULL, threads + 1);
+    for (unsigned t = 0; t < threads; t++)
+        pthread_create(&tids[t], NULL, bench_worker, &b);
     double start = time_monotonic_seconds(), cpu_start = cpu_seconds();
     for (int done = 0; done < scrapes && !atomic_load(&b.failed); done += ROUND_SCRAPES) {
         b.round_base_t = (int64_t)done * SCRAPE_INTERVAL_MS;
         b.round_scrapes = scrapes - done < ROUND_SCRAPES ? scrapes - done : ROUND_SCRAPES;
         atomic_store(&b.next_shard, 0);
-        for (unsigned t = 0; t < threads; t++)
-            pthread_create(&tids[t], NULL, bench_worker, &b);
-        for (unsigned t = 0; t < threads; t++)
-            pthread_join(tids[t], NULL);
+        pthread_barrier_wait(&b.round_start);
+        pthread_barrier_wait(&b.round_end);
     }
+    b.round_scrapes = 0;
+    pthread_barrier_wait(&b.round_start);
+    for (unsigned t = 0; t < threads; t++)
+        pthread_join(tids[t], NULL);
+    pthread_barrier_destroy(&b.round_start);
+    pthread_barrier_destroy(&b.round_end);
     double elapsed = time_monotonic_seconds() - start, cpu = cpu_seconds() - cpu_start;
     uint64_t total = atomic_load(&b.samples);
 

@@ -8,7 +8,7 @@
  *   1. encodes one Series record (for series not yet in the WAL) and one Samples record,
  *   2. frames them into the WAL (wal_log_begin; the write itself is group-committed with
  *      concurrent commits and goes on while this commit applies),
- *   3. applies the samples: a counting sort groups them by append stripe (series ref & mask),
+ *   3. applies the samples: a counting sort groups them by append stripe (see series_stripe),
  *      and each stripe's lock is taken once for all its samples; each sample is re-checked
  *      (a concurrent commit may have moved the series on) and appended to the open chunk,
  *   4. writes the chunks sealed in step 3 to chunks_head/ with one write,
@@ -380,6 +380,8 @@ struct tsdb_appender {
     int64_t min_valid;       /* truncation floor when the batch was framed */
     pending_sample_t *retry; /* samples of series truncated under the batch (commit_apply) */
     size_t retry_count, retry_cap;
+    uint32_t stripe_key;  /* for the series this batch creates */
+    uint32_t key_left;    /* series that may still get stripe_key; 0: take a new key */
     tsdb_label_t *labels; /* scratch for sorting input labels */
     size_t labels_cap;
     buf_t wal_series, wal_samples;
@@ -400,6 +402,7 @@ static void appender_reset(tsdb_appender_t *app)
 {
     app->count = 0;
     app->appended = 0;
+    app->key_left = 0;
     memset(&app->result, 0, sizeof(app->result));
     if (app->guard_held) {
         guard_read_unlock(app->db->guard, app->guard_slot);
@@ -457,10 +460,21 @@ static tsdb_series_t *lookup_by_labels(tsdb_appender_t *app, const tsdb_label_t 
     *why = labels_prepare(labels, n, &app->db->opts.limits, app->labels, &in, &app->err);
     if (*why != TSDB_REJECT_NONE)
         return NULL;
+    /* Series this batch creates share a stripe key of their own (see series_stripe). */
+    if (app->key_left == 0) {
+        do
+            app->stripe_key =
+                atomic_fetch_add_explicit(&app->db->next_stripe_key, 1, memory_order_relaxed);
+        while (app->stripe_key == 0);
+        app->key_left = HEAD_STRIPE_BLOCK;
+    }
+    in.stripe_key = app->stripe_key;
     bool created;
     tsdb_series_t *s = series_map_get_or_create(app->db->series, &in, &created);
-    if (created)
+    if (created) {
+        app->key_left--;
         metric_counter_add(app->db->m_series_created, 1);
+    }
     return s;
 }
 
@@ -508,7 +522,8 @@ tsdb_reject_t tsdb_append(tsdb_appender_t *app, tsdb_ref_t ref, const tsdb_label
                            t,
                            v,
                            (uint32_t)app->appended,
-                           !atomic_load_explicit(&s->wal_logged, memory_order_acquire)};
+                           !atomic_load_explicit(&s->wal_logged, memory_order_acquire),
+                           (uint16_t)series_stripe(db, s)};
     app->appended++;
     return TSDB_REJECT_NONE;
 }
@@ -545,7 +560,7 @@ static void commit_group(tsdb_appender_t *app)
     uint32_t *pos = app->stripe_pos;
     memset(pos, 0, (stripes + 1) * sizeof(uint32_t));
     for (size_t i = 0; i < app->count; i++)
-        pos[stripe_of(db, app->samples[i].ref) + 1]++;
+        pos[app->samples[i].stripe + 1]++;
     app->used_count = 0;
     for (size_t i = 1; i <= stripes; i++) {
         if (pos[i])
@@ -553,7 +568,7 @@ static void commit_group(tsdb_appender_t *app)
         pos[i] += pos[i - 1];
     }
     for (size_t i = 0; i < app->count; i++)
-        app->order[pos[stripe_of(db, app->samples[i].ref)]++] = (uint32_t)i;
+        app->order[pos[app->samples[i].stripe]++] = (uint32_t)i;
 }
 
 /* The framing hook: takes this commit's place in every stripe it touches, in log order. */
@@ -616,7 +631,7 @@ static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
         append_stripe_t *st = stripe_enter(app, k);
         for (; i < app->count; i++) {
             pending_sample_t *p = &app->samples[app->order[i]];
-            if (stripe_of(db, p->ref) != stripe)
+            if (p->stripe != stripe)
                 break;
             if (CAIRN_UNLIKELY(
                     atomic_load_explicit(&p->series->deleted_flag, memory_order_relaxed))) {
@@ -657,9 +672,14 @@ static void commit_apply(tsdb_appender_t *app, int64_t *min_t, int64_t *max_t)
             apply_reject(app, p, why);
             continue;
         }
-        app->retry[next++] = (pending_sample_t){
-            s,    s->ref,   p->t,
-            p->v, p->index, !atomic_load_explicit(&s->wal_logged, memory_order_acquire)};
+        app->retry[next++] =
+            (pending_sample_t){s,
+                               s->ref,
+                               p->t,
+                               p->v,
+                               p->index,
+                               !atomic_load_explicit(&s->wal_logged, memory_order_acquire),
+                               (uint16_t)series_stripe(db, s)};
     }
     app->retry_count = next;
     app->result.appended += stored;
@@ -852,19 +872,27 @@ int tsdb_truncate(tsdb_t *db, int64_t min_time)
         }
     }
 
-    /* Series by stripe (a counting sort of the live references). Series pointers stay valid
+    /* Series by stripe (a counting sort of the live series). Series pointers stay valid
      * without the appenders' guard: only truncation frees series, and truncate_lock
      * serialises it. */
     tsdb_ref_t *refs;
     size_t n = postings_all(db->series, &refs);
     uint32_t *start = cairn_calloc(stripes + 1, sizeof(uint32_t));
-    tsdb_ref_t *by_stripe = cairn_malloc((n ? n : 1) * sizeof(tsdb_ref_t));
-    for (size_t i = 0; i < n; i++)
-        start[stripe_of(db, refs[i]) + 1]++;
+    tsdb_series_t **series = cairn_malloc((n ? n : 1) * sizeof(tsdb_series_t *));
+    tsdb_series_t **by_stripe = cairn_malloc((n ? n : 1) * sizeof(tsdb_series_t *));
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++) {
+        tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
+        if (s) {
+            series[live++] = s;
+            start[series_stripe(db, s) + 1]++;
+        }
+    }
     for (size_t k = 1; k <= stripes; k++)
         start[k] += start[k - 1];
-    for (size_t i = 0; i < n; i++)
-        by_stripe[start[stripe_of(db, refs[i])]++] = refs[i];
+    for (size_t i = 0; i < live; i++)
+        by_stripe[start[series_stripe(db, series[i])]++] = series[i];
+    cairn_free(series);
     cairn_free(refs);
     /* The segments before the Truncate record's are framed before it: a checkpoint of them
      * needs, per live series, where its unsealed samples begin, noted during the pass. */
@@ -882,9 +910,7 @@ int tsdb_truncate(tsdb_t *db, int64_t min_time)
     for (size_t k = 0; k < stripes; k++) {
         append_stripe_t *st = truncate_enter(db, k, tt.tickets);
         for (; i < start[k]; i++) {
-            tsdb_series_t *s = series_map_by_ref(db->series, by_stripe[i]);
-            if (!s)
-                continue;
+            tsdb_series_t *s = by_stripe[i];
             if (truncate_series(db, s, min_time, round)) {
                 s->next_free = dead;
                 dead = s;
@@ -961,7 +987,7 @@ static unsigned stripes_for_cores(void)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned want = (unsigned)(cores > 0 ? cores : 1) * 16, n = 64;
-    while (n < want)
+    while (n < want && n < HEAD_MAX_STRIPES)
         n <<= 1;
     return n;
 }
@@ -1009,6 +1035,9 @@ tsdb_t *tsdb_open(const tsdb_open_options_t *opts, cairn_error_t *err)
     /* Sealed chunks first, then the WAL on top of them. */
     if (head_replay(db, err) < 0)
         goto fail;
+    /* New batches' stripe keys start past those the replayed series took from their refs. */
+    atomic_store(&db->next_stripe_key,
+                 (uint32_t)(series_map_max_ref(db->series) >> SERIES_STRIPE_SHIFT) + 1);
 
     char *wal_dir = cairn_sprintf("%s/wal", db->path);
     wal_options_t wo = {.dir = wal_dir,
@@ -1122,7 +1151,7 @@ uint64_t tsdb_chunk_bytes(tsdb_t *db)
         tsdb_series_t *s = series_map_by_ref(db->series, refs[i]);
         if (!s)
             continue;
-        pthread_mutex_t *lock = &db->stripes[stripe_of(db, s->ref)].lock;
+        pthread_mutex_t *lock = &db->stripes[series_stripe(db, s)].lock;
         pthread_mutex_lock(lock);
         if (s->app.buf)
             total += xor_appender_bytes(&s->app);

@@ -30,6 +30,7 @@ typedef struct pending_sample {
     double v;
     uint32_t index;   /* position among the batch's tsdb_append calls */
     uint8_t unlogged; /* the series had no Series record in the WAL when appended */
+    uint16_t stripe;  /* the series' append stripe */
 } pending_sample_t;
 
 struct tsdb {
@@ -41,8 +42,10 @@ struct tsdb {
     chunk_pool_t *pool;
     wal_t *wal;
     head_chunks_t *chunks;
-    append_stripe_t *stripes; /* append stripes, by series ref */
+    append_stripe_t *stripes; /* append stripes, by series stripe key */
     size_t stripe_mask;
+    _Atomic uint32_t next_stripe_key; /* for the next batch that creates series */
+
     padded_rwlock_t guard[64];       /* appenders (read) vs freeing series (write) */
     padded_rwlock_t query_guard[64]; /* queriers (read) vs truncation's unlinking (write) */
 
@@ -83,16 +86,16 @@ struct tsdb {
     metric_histogram_t *m_commit_samples;
 };
 
-/* The append stripe of a series. Blocks of HEAD_STRIPE_BLOCK consecutive references share a
- * stripe: a scrape target's series are created together and get consecutive references, so a
- * target's batch takes one or a few stripe locks (instead of one per stripe), and batches of
- * different targets rarely meet on a stripe. */
-#ifndef HEAD_STRIPE_SHIFT
-#define HEAD_STRIPE_SHIFT 10
-#endif
-static inline size_t stripe_of(const tsdb_t *db, tsdb_ref_t ref)
+/* The append stripe of a series, from the stripe key it was created with. Each batch that
+ * creates series gives them a fresh key (a new one every HEAD_STRIPE_BLOCK series): a scrape
+ * target's series are created together, so a target's batch takes one or a few stripe locks
+ * (instead of one per stripe), and batches of different targets rarely meet on a stripe, even
+ * when their series were created at the same time (their references then interleave). */
+#define HEAD_STRIPE_BLOCK 1024
+#define HEAD_MAX_STRIPES  65536 /* pending_sample_t.stripe is 16 bits */
+static inline size_t series_stripe(const tsdb_t *db, const tsdb_series_t *s)
 {
-    return (size_t)(ref >> HEAD_STRIPE_SHIFT) & db->stripe_mask;
+    return (size_t)s->stripe_key & db->stripe_mask;
 }
 
 /* Read side of a big-reader lock (db->guard for appenders, db->query_guard for queriers: while

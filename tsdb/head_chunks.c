@@ -10,19 +10,25 @@
  * A chunk reference is file number << 32 | offset of the chunk in the file. Files are cut at
  * HEAD_CHUNKS_FILE_SIZE.
  *
- * Writing: head_chunks_append copies the chunk into a write buffer (under the mutex) and
- * returns its reference at once; head_chunks_flush writes the buffer with one write(2). The
- * head flushes once per commit, so sealing many chunks in a batch costs one system call.
+ * Writing: head_chunks_append encodes the record (header, CRC) without the mutex, copies it
+ * into a write buffer under the mutex and returns its reference at once; head_chunks_flush
+ * writes the buffer with one write(2), without the mutex: it swaps the buffer for an empty one
+ * and writes it while other commits go on appending (one flush at a time; a commit that finds
+ * a flush in progress leaves its records to it, and the flushing commit writes until the
+ * buffer is empty). The head flushes once per commit, so sealing many chunks in a batch costs
+ * one system call, and a commit sealing a wave of chunks does not hold up the others' appends
+ * while it writes. The WAL holds every sample of a sealed chunk, so a chunk written a little
+ * after its commit returns loses nothing.
  * Reading: a reference below the flushed size is read through the file's read-only mapping
  * (the whole file size is mapped up front, so growth needs no remap; bytes past the flushed
- * size are never touched, which would raise SIGBUS); a reference still in the write buffer is
- * copied out under the mutex.
+ * size are never touched, which would raise SIGBUS); a reference still in the write buffer, or
+ * in the one being written, is copied out under the mutex.
  *
  * Truncation deletes whole files whose chunks all end before a time (max_t per file).
  * Corruption found when loading (a torn tail after a crash) ends the load of that file: the
  * chunks before it are used, the file is truncated there, and the WAL replays the rest.
  *
- * Locks: one mutex (a leaf) for the write buffer, the file table and the flushed sizes.
+ * Locks: one mutex (a leaf) for the write buffers, the file table and the flushed sizes.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -63,7 +69,11 @@ struct head_chunks {
     uint32_t first, current;                    /* lowest live file, file being written */
     buf_t pending;                              /* unwritten bytes of the current file */
     uint64_t pending_offset;                    /* file offset of pending.data[0] */
-    int error;                                  /* sticky write error */
+    buf_t writing;           /* bytes a flush is writing without the mutex (current file) */
+    uint64_t writing_offset; /* file offset of writing.data[0] */
+    bool flushing;           /* a flush is writing `writing` */
+    pthread_cond_t flushed;  /* signalled when a flush ends */
+    int error;               /* sticky write error */
 };
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -196,6 +206,7 @@ head_chunks_t *head_chunks_open(const char *dir, head_chunk_visit_fn visit, void
     head_chunks_t *hc = cairn_calloc(1, sizeof(*hc));
     hc->dir = cairn_strdup(dir);
     pthread_mutex_init(&hc->lock, NULL);
+    pthread_cond_init(&hc->flushed, NULL);
 
     /* Existing files, in order: map them and hand every valid chunk to visit. */
     DIR *d = opendir(dir);
@@ -282,27 +293,39 @@ head_chunks_t *head_chunks_open(const char *dir, head_chunk_visit_fn visit, void
     return hc;
 }
 
-/* Writes the pending buffer. Called with the mutex held. */
-static int flush_locked(head_chunks_t *hc)
+/* Writes len bytes at offset of file n. Returns 0 or a negative errno (logged). */
+static int write_at(chunk_file_t *f, uint32_t n, const char *data, size_t len, uint64_t offset)
 {
-    if (hc->error)
-        return hc->error;
-    chunk_file_t *f = hc->files[hc->current];
     size_t done = 0;
-    while (done < hc->pending.len) {
-        ssize_t w = pwrite(f->fd, hc->pending.data + done, hc->pending.len - done,
-                           (off_t)(hc->pending_offset + done));
+    while (done < len) {
+        ssize_t w = pwrite(f->fd, data + done, len - done, (off_t)(offset + done));
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            hc->error = w < 0 ? -errno : -EIO;
-            LOG_ERROR("Writing head chunks failed", "file=%06u err=%s", hc->current,
-                      log_quote(cairn_strerror(hc->error)));
-            return hc->error;
+            int rc = w < 0 ? -errno : -EIO;
+            LOG_ERROR("Writing head chunks failed", "file=%06u err=%s", n,
+                      log_quote(cairn_strerror(rc)));
+            return rc;
         }
         done += (size_t)w;
     }
-    hc->pending_offset += done;
+    return 0;
+}
+
+/* Writes the pending buffer, after the flush in progress if any. Called with the mutex held. */
+static int flush_locked(head_chunks_t *hc)
+{
+    while (hc->flushing)
+        pthread_cond_wait(&hc->flushed, &hc->lock);
+    if (hc->error)
+        return hc->error;
+    chunk_file_t *f = hc->files[hc->current];
+    int rc = write_at(f, hc->current, hc->pending.data, hc->pending.len, hc->pending_offset);
+    if (rc < 0) {
+        hc->error = rc;
+        return rc;
+    }
+    hc->pending_offset += hc->pending.len;
     f->flushed = hc->pending_offset;
     buf_reset(&hc->pending);
     return 0;
@@ -311,6 +334,21 @@ static int flush_locked(head_chunks_t *hc)
 int head_chunks_append(head_chunks_t *hc, tsdb_ref_t series_ref, int64_t min_t, int64_t max_t,
                        const uint8_t *data, size_t len, uint64_t *chunk_ref)
 {
+    /* The record's header and CRC need no lock. */
+    uint8_t head[8 + 8 + 8 + 1 + 10];
+    put_be64(head, series_ref);
+    put_be64(head + 8, (uint64_t)min_t);
+    put_be64(head + 16, (uint64_t)max_t);
+    head[24] = 1; /* XOR */
+    size_t hl = 25;
+    for (uint64_t v = len;; v >>= 7) {
+        head[hl++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
+        if (v < 0x80)
+            break;
+    }
+    uint8_t tail[4];
+    put_be32(tail, crc32c_update(crc32c(head, hl), data, len));
+
     pthread_mutex_lock(&hc->lock);
     int rc = hc->error;
     chunk_file_t *f = hc->files[hc->current];
@@ -328,20 +366,6 @@ int head_chunks_append(head_chunks_t *hc, tsdb_ref_t series_ref, int64_t min_t, 
         f = hc->files[hc->current];
     }
     if (rc == 0) {
-        uint8_t head[8 + 8 + 8 + 1 + 10];
-        put_be64(head, series_ref);
-        put_be64(head + 8, (uint64_t)min_t);
-        put_be64(head + 16, (uint64_t)max_t);
-        head[24] = 1; /* XOR */
-        size_t hl = 25;
-        for (uint64_t v = len;; v >>= 7) {
-            head[hl++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
-            if (v < 0x80)
-                break;
-        }
-        uint32_t crc = crc32c_update(crc32c(head, hl), data, len);
-        uint8_t tail[4];
-        put_be32(tail, crc);
         *chunk_ref = (uint64_t)hc->current << 32 | f->size;
         buf_append(&hc->pending, head, hl);
         buf_append(&hc->pending, data, len);
@@ -359,7 +383,28 @@ int head_chunks_append(head_chunks_t *hc, tsdb_ref_t series_ref, int64_t min_t, 
 int head_chunks_flush(head_chunks_t *hc)
 {
     pthread_mutex_lock(&hc->lock);
-    int rc = hc->pending.len ? flush_locked(hc) : hc->error;
+    /* A flush in progress writes what is pending when it is done. */
+    while (hc->error == 0 && !hc->flushing && hc->pending.len) {
+        buf_t spare = hc->writing;
+        hc->writing = hc->pending;
+        hc->writing_offset = hc->pending_offset;
+        hc->pending = spare;
+        hc->pending_offset += hc->writing.len;
+        hc->flushing = true;
+        uint32_t n = hc->current; /* not cut meanwhile: a cut flushes after us */
+        chunk_file_t *f = hc->files[n];
+        pthread_mutex_unlock(&hc->lock);
+        int rc = write_at(f, n, hc->writing.data, hc->writing.len, hc->writing_offset);
+        pthread_mutex_lock(&hc->lock);
+        hc->flushing = false;
+        if (rc < 0 && hc->error == 0)
+            hc->error = rc;
+        if (rc == 0)
+            f->flushed = hc->writing_offset + hc->writing.len;
+        buf_reset(&hc->writing);
+        pthread_cond_broadcast(&hc->flushed);
+    }
+    int rc = hc->error;
     pthread_mutex_unlock(&hc->lock);
     return rc;
 }
@@ -367,7 +412,9 @@ int head_chunks_flush(head_chunks_t *hc)
 int head_chunks_sync(head_chunks_t *hc)
 {
     pthread_mutex_lock(&hc->lock);
-    int rc = hc->pending.len ? flush_locked(hc) : hc->error;
+    /* Always through flush_locked: it first waits for a flush in progress, whose chunks a
+     * checkpoint relies on as much as on the pending ones. */
+    int rc = flush_locked(hc);
     int fd = hc->files[hc->current]->fd;
     pthread_mutex_unlock(&hc->lock);
     /* Outside the mutex, so commits are not held up. Earlier files were synced when they were
@@ -396,9 +443,20 @@ int head_chunks_read(head_chunks_t *hc, uint64_t chunk_ref, const uint8_t **data
         *len = info.length;
         return 0;
     }
-    if (f && n == hc->current && off >= hc->pending_offset && off < f->size) {
-        size_t start = (size_t)(off - hc->pending_offset);
-        if (record_decode((const uint8_t *)hc->pending.data, start, hc->pending.len, &info)) {
+    /* Still in a buffer: the one being written, or the pending one. */
+    const buf_t *b = NULL;
+    uint64_t b_offset = 0;
+    if (f && n == hc->current && hc->flushing && off >= hc->writing_offset &&
+        off < hc->writing_offset + hc->writing.len) {
+        b = &hc->writing;
+        b_offset = hc->writing_offset;
+    } else if (f && n == hc->current && off >= hc->pending_offset && off < f->size) {
+        b = &hc->pending;
+        b_offset = hc->pending_offset;
+    }
+    if (b) {
+        size_t start = (size_t)(off - b_offset);
+        if (record_decode((const uint8_t *)b->data, start, b->len, &info)) {
             buf_reset(scratch);
             buf_append(scratch, info.data, info.length);
             *data = (const uint8_t *)scratch->data;
@@ -447,6 +505,8 @@ int head_chunks_close(head_chunks_t *hc)
         file_close(hc->files[n]);
     }
     buf_free(&hc->pending);
+    buf_free(&hc->writing);
+    pthread_cond_destroy(&hc->flushed);
     pthread_mutex_destroy(&hc->lock);
     cairn_free(hc->dir);
     cairn_free(hc);

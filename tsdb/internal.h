@@ -10,7 +10,7 @@
  * Locks, in the order they may be taken (never the reverse):
  *   1. db->guard (a sharded reader lock): appenders and queriers hold a read side while they
  *      hold series pointers; truncation takes the write side only to free unlinked series.
- *   2. an append stripe lock (db->append_stripes[ref & mask]): a series' chunk state and
+ *   2. an append stripe lock (db->stripes[stripe_key & mask]): a series' chunk state and
  *      sealed-chunk list. A commit takes each stripe it touches once.
  *   3. a map stripe lock (series_map stripes, by label hash): series lookup and creation.
  *   4. a postings stripe lock, the symbol table's stripe locks, the chunk file mutex, the
@@ -72,14 +72,20 @@ typedef struct tsdb_series {
     _Atomic uint8_t deleted_flag; /* unlinked by truncation (set under the stripe lock) */
     uint16_t label_count;
     uint32_t created_round; /* head truncation round in which it was created */
+    uint32_t stripe_key;    /* picks the append stripe (head.h's series_stripe) */
     uint32_t labels[];      /* 2 * label_count symbol ids: name, value, sorted by name */
 } tsdb_series_t;
+
+/* Series created with stripe key 0 (WAL replay) take their key from their reference: blocks
+ * of 2^SERIES_STRIPE_SHIFT consecutive references share one. */
+#define SERIES_STRIPE_SHIFT 10
 
 /* Per-label-set input after sorting and validation. */
 typedef struct label_input {
     const tsdb_label_t *labels; /* sorted by name */
     size_t count;
     uint64_t hash;
+    uint32_t stripe_key; /* for a series created from it; 0 (labels_prepare's): from its ref */
 } label_input_t;
 
 typedef struct series_map series_map_t;

@@ -309,7 +309,7 @@ static bool series_has_samples(tsdb_querier_t *q, tsdb_series_t *s, buf_t *scrat
 {
     tsdb_t *db = q->db;
     bool found = false;
-    pthread_mutex_t *lock = &db->stripes[stripe_of(db, s->ref)].lock;
+    pthread_mutex_t *lock = &db->stripes[series_stripe(db, s)].lock;
     pthread_mutex_lock(lock);
     for (uint32_t i = 0; i < s->sealed_count && !found; i++) {
         const chunk_meta_t *c = &s->sealed[i];
@@ -420,7 +420,7 @@ static bool snapshot_series(tsdb_series_set_t *set, tsdb_series_t *s)
     tsdb_t *db = set->q->db;
     set->sealed_count = 0;
     buf_reset(&set->open_chunk);
-    pthread_mutex_t *lock = &db->stripes[stripe_of(db, s->ref)].lock;
+    pthread_mutex_t *lock = &db->stripes[series_stripe(db, s)].lock;
     pthread_mutex_lock(lock);
     for (uint32_t i = 0; i < s->sealed_count; i++) {
         if (s->sealed[i].max_t < set->q->min_t || s->sealed[i].min_t > set->q->max_t)

@@ -119,6 +119,7 @@ tsdb_reject_t labels_prepare(const tsdb_label_t *labels, size_t count, const tsd
     out->labels = sorted;
     out->count = n;
     out->hash = labels_hash(sorted, n);
+    out->stripe_key = 0;
     return TSDB_REJECT_NONE;
 }
 
@@ -527,6 +528,7 @@ static tsdb_series_t *series_new(series_map_t *map, const label_input_t *in, tsd
     s->hash = in->hash;
     s->label_count = (uint16_t)in->count;
     s->created_round = atomic_load_explicit(&map->round, memory_order_relaxed);
+    s->stripe_key = in->stripe_key ? in->stripe_key : (uint32_t)(ref >> SERIES_STRIPE_SHIFT);
     atomic_store_explicit(&s->max_t, INT64_MIN, memory_order_relaxed);
     for (size_t i = 0; i < in->count; i++) {
         s->labels[2 * i] =

@@ -2890,6 +2890,40 @@ START_TEST(test_series_map_create_with_ref)
 }
 END_TEST
 
+/* A series takes the stripe key given with its labels; without one (replay), one from its
+ * reference, shared by a block of 2^SERIES_STRIPE_SHIFT references. */
+START_TEST(test_series_map_stripe_key)
+{
+    symbols_t *syms = symbols_new();
+    series_map_t *map = series_map_new(syms, 4);
+    tsdb_limits_t limits = {0};
+    tsdb_label_t a[] = {{"a", "1"}}, b[] = {{"b", "1"}}, c[] = {{"c", "1"}};
+    tsdb_label_t sorted[1];
+    label_input_t in;
+    cairn_error_t err;
+    bool created;
+    labels_prepare(a, 1, &limits, sorted, &in, &err);
+    ck_assert_uint_eq(in.stripe_key, 0);
+    in.stripe_key = 77;
+    tsdb_series_t *sa = series_map_get_or_create(map, &in, &created);
+    ck_assert(created);
+    ck_assert_uint_eq(sa->stripe_key, 77);
+    /* Found, not created: the key it was created with stays. */
+    in.stripe_key = 78;
+    ck_assert_ptr_eq(series_map_get_or_create(map, &in, &created), sa);
+    ck_assert(!created);
+    ck_assert_uint_eq(sa->stripe_key, 77);
+    labels_prepare(b, 1, &limits, sorted, &in, &err);
+    tsdb_series_t *sb = series_map_create_with_ref(map, &in, 5 << SERIES_STRIPE_SHIFT);
+    ck_assert_uint_eq(sb->stripe_key, 5);
+    labels_prepare(c, 1, &limits, sorted, &in, &err);
+    tsdb_series_t *sc = series_map_create_with_ref(map, &in, (5 << SERIES_STRIPE_SHIFT) + 1);
+    ck_assert_uint_eq(sc->stripe_key, 5);
+    series_map_free(map);
+    symbols_free(syms);
+}
+END_TEST
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static Suite *head_suite(void)
@@ -2959,6 +2993,7 @@ static Suite *head_suite(void)
     tcase_add_test(tc, test_labels_prepare);
     tcase_add_test(tc, test_series_map_concurrent);
     tcase_add_test(tc, test_series_map_create_with_ref);
+    tcase_add_test(tc, test_series_map_stripe_key);
     suite_add_tcase(s, tc);
     return s;
 }
