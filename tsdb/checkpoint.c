@@ -425,23 +425,6 @@ static int fill_from_head(checkpoint_t *c, const char *wal_dir, uint32_t upto, c
     return c->error;
 }
 
-/* Deletes the segments of wal_dir numbered below upto. */
-static int delete_segments(const char *wal_dir, uint32_t upto)
-{
-    uint32_t first, last;
-    if (wal_segment_range(wal_dir, &first, &last) <= 0)
-        return 0;
-    int rc = 0;
-    for (uint32_t seg = first; seg < upto && seg <= last; seg++) {
-        char *path = cairn_sprintf("%s/%08u", wal_dir, seg);
-        if (unlink(path) != 0 && errno != ENOENT && rc == 0)
-            rc = -errno;
-        cairn_free(path);
-    }
-    int src = sync_dir(wal_dir);
-    return rc ? rc : src;
-}
-
 typedef int (*checkpoint_fill_fn)(checkpoint_t *c, const char *wal_dir, uint32_t upto,
                                   cairn_error_t *err);
 
@@ -504,7 +487,7 @@ static int checkpoint_build(tsdb_t *db, uint32_t upto, const checkpoint_keep_t *
         /* The new checkpoint is in place: what it replaces can go. */
         uint32_t newest;
         checkpoint_find(wal_dir, &newest, true);
-        int drc = delete_segments(wal_dir, upto);
+        int drc = wal_delete_segments_before(wal_dir, upto);
         if (drc < 0)
             LOG_WARN("Cannot delete WAL segments after a checkpoint", "before=%u err=%s", upto,
                      log_quote(cairn_strerror(drc)));

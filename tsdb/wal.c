@@ -834,6 +834,29 @@ int wal_next_segment(wal_t *w)
     return rc;
 }
 
+int wal_delete_segments_before(const char *dir, uint32_t segment)
+{
+    uint32_t *list = NULL;
+    int n = segments_list(dir, &list);
+    if (n < 0)
+        return n;
+    int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = dir_fd < 0 ? -errno : 0;
+    for (int i = 0; rc == 0 && i < n && list[i] < segment; i++) {
+        char name[16];
+        segment_name(name, list[i]);
+        if (unlinkat(dir_fd, name, 0) != 0 && errno != ENOENT)
+            rc = -errno;
+    }
+    cairn_free(list);
+    if (dir_fd >= 0) {
+        if (fsync(dir_fd) != 0 && rc == 0)
+            rc = -errno;
+        close(dir_fd);
+    }
+    return rc;
+}
+
 int wal_truncate_before(wal_t *w, uint32_t segment)
 {
     /* The segment the last completed write went to: a switch only framed does not count, so
@@ -843,24 +866,7 @@ int wal_truncate_before(wal_t *w, uint32_t segment)
     pthread_mutex_unlock(&w->lock);
     if (segment > current)
         return -EINVAL;
-
-    uint32_t *list = NULL;
-    int n = segments_list(w->dir, &list);
-    if (n < 0)
-        return n;
-    int rc = 0;
-    for (int i = 0; i < n && list[i] < segment; i++) {
-        char name[16];
-        segment_name(name, list[i]);
-        if (unlinkat(w->dir_fd, name, 0) != 0 && errno != ENOENT) {
-            rc = -errno;
-            break;
-        }
-    }
-    cairn_free(list);
-    if (fsync(w->dir_fd) != 0 && rc == 0)
-        rc = -errno;
-    return rc;
+    return wal_delete_segments_before(w->dir, segment);
 }
 
 wal_position_t wal_written_position(wal_t *w)

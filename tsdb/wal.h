@@ -103,8 +103,14 @@ int wal_log_wait(wal_t *w, uint64_t ticket);
  * or a negative errno. */
 int wal_next_segment(wal_t *w);
 
-/* Deletes every segment numbered below segment. Returns 0 or a negative errno. */
+/* Deletes every segment numbered below segment (not the one being written: -EINVAL).
+ * Returns 0 or a negative errno. */
 int wal_truncate_before(wal_t *w, uint32_t segment);
+
+/* Deletes the segment files of dir numbered below segment and syncs dir; for a WAL that is
+ * not open for writing, or whose caller knows they are finished. Returns 0 or a negative
+ * errno. */
+int wal_delete_segments_before(const char *dir, uint32_t segment);
 
 /* The position just past the last written record, and the current segment number. */
 wal_position_t wal_written_position(wal_t *w);
