@@ -382,6 +382,7 @@ struct tsdb_appender {
     size_t retry_count, retry_cap;
     uint32_t stripe_key;  /* for the series this batch creates */
     uint32_t key_left;    /* series that may still get stripe_key; 0: take a new key */
+    ref_block_t refs;     /* references reserved for the series this appender creates */
     tsdb_label_t *labels; /* scratch for sorting input labels */
     size_t labels_cap;
     buf_t wal_series, wal_samples;
@@ -403,6 +404,7 @@ static void appender_reset(tsdb_appender_t *app)
     app->count = 0;
     app->appended = 0;
     app->key_left = 0;
+    app->refs.size = 0; /* a new batch starts with a small block */
     memset(&app->result, 0, sizeof(app->result));
     if (app->guard_held) {
         guard_read_unlock(app->db->guard, app->guard_slot);
@@ -415,6 +417,7 @@ void tsdb_appender_free(tsdb_appender_t *app)
     if (!app)
         return;
     tsdb_appender_rollback(app);
+    series_map_release_refs(app->db->series, &app->refs);
     cairn_free(app->samples);
     cairn_free(app->order);
     cairn_free(app->retry);
@@ -469,6 +472,7 @@ static tsdb_series_t *lookup_by_labels(tsdb_appender_t *app, const tsdb_label_t 
         app->key_left = HEAD_STRIPE_BLOCK;
     }
     in.stripe_key = app->stripe_key;
+    in.refs = &app->refs;
     bool created;
     tsdb_series_t *s = series_map_get_or_create(app->db->series, &in, &created);
     if (created) {

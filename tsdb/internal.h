@@ -80,12 +80,21 @@ typedef struct tsdb_series {
  * of 2^SERIES_STRIPE_SHIFT consecutive references share one. */
 #define SERIES_STRIPE_SHIFT 10
 
+/* References reserved by one writer (an appender), handed to the series it creates, so that
+ * series created together get consecutive references even while other writers create series
+ * too: their WAL records then delta-encode and compress as well as a single writer's. */
+typedef struct ref_block {
+    tsdb_ref_t next, end; /* [next, end) are still free */
+    uint32_t size;        /* of the last block taken; doubles per refill up to REF_BLOCK_MAX */
+} ref_block_t;
+
 /* Per-label-set input after sorting and validation. */
 typedef struct label_input {
     const tsdb_label_t *labels; /* sorted by name */
     size_t count;
     uint64_t hash;
     uint32_t stripe_key; /* for a series created from it; 0 (labels_prepare's): from its ref */
+    ref_block_t *refs;   /* where a series created from it takes its reference; NULL: the map */
 } label_input_t;
 
 typedef struct series_map series_map_t;
@@ -109,8 +118,10 @@ tsdb_ref_t series_map_max_ref(series_map_t *map);
 /* Unlinks a series from the label map, the ref table and the postings. The memory stays
  * valid until series_free. */
 void series_map_unlink(series_map_t *map, tsdb_series_t *s);
-/* Frees ref-table pages whose references were all issued and unlinked. Only under the head's
- * guard write side. */
+/* Gives back the unused references of a writer's block where no later block was taken. */
+void series_map_release_refs(series_map_t *map, ref_block_t *refs);
+/* Frees ref-table pages whose references were all handed out and that hold no live series.
+ * Only under the head's guard write side. */
 void series_map_reclaim_pages(series_map_t *map);
 /* Frees an unlinked series and releases its symbols. */
 void series_free(series_map_t *map, tsdb_series_t *s);

@@ -7,7 +7,8 @@
  *   ref table   series reference -> series, a two-level table (directory of pages of
  *               REF_PAGE entries) read without locks: writers holding a ref from a scrape cache
  *               or a remote-write batch find their series with two loads. References are
- *               handed out in increasing order and never reused while the head is open.
+ *               never reused while the head is open. A writer takes them in blocks
+ *               (ref_block_t), so the series one batch creates are numbered consecutively.
  *   postings    label name -> (label value -> sorted references), striped by name. Deleted
  *               references are left in place and filtered out through the ref table until a
  *               list is more stale than live, then the list is compacted in one pass, so
@@ -16,7 +17,9 @@
  * Lifetimes: series_map_unlink removes a series from all three; its memory stays valid until
  * series_free, which the head calls only while holding its guard's write side, when no
  * appender or querier can still hold the pointer. A ref-table page whose references were all
- * handed out and unlinked is freed at the same time (series_map_reclaim_pages).
+ * handed out and that holds no live series is freed at the same time
+ * (series_map_reclaim_pages); references never given a series (the rest of a writer's block,
+ * or those of series a checkpoint dropped before a restart) do not keep it alive.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,9 +29,15 @@
 
 #include "tsdb/internal.h"
 
-#define REF_PAGE_BITS    16
-#define REF_PAGE         (1u << REF_PAGE_BITS)
-#define REF_DIRECTORY    (1u << 16) /* 2^32 references */
+#define REF_PAGE_BITS 16
+#define REF_PAGE      (1u << REF_PAGE_BITS)
+#define REF_DIRECTORY (1u << 16) /* 2^32 references */
+/* Reference blocks (ref_block_t): a writer's first block in a batch is REF_BLOCK_MIN, then
+ * each refill doubles up to REF_BLOCK_MAX. Postings lists insert a reference by shifting
+ * the larger ones, so the maximum also bounds what one insert shifts when two writers fill
+ * their blocks side by side. */
+#define REF_BLOCK_MIN    16
+#define REF_BLOCK_MAX    1024
 #define POSTINGS_STRIPES 64
 
 /* ---- labels -------------------------------------------------------------------------------- */
@@ -120,6 +129,7 @@ tsdb_reject_t labels_prepare(const tsdb_label_t *labels, size_t count, const tsd
     out->count = n;
     out->hash = labels_hash(sorted, n);
     out->stripe_key = 0;
+    out->refs = NULL;
     return TSDB_REJECT_NONE;
 }
 
@@ -141,8 +151,9 @@ typedef struct postings_list {
     uint32_t value_id; /* 0 = empty slot */
     uint32_t live;     /* references still linked */
     uint32_t count;    /* entries in refs (live + stale) */
+    uint32_t sorted;   /* refs[0, sorted) are in increasing order; the rest in arrival order */
     uint32_t cap;
-    tsdb_ref_t *refs; /* sorted */
+    tsdb_ref_t *refs;
 } postings_list_t;
 
 typedef struct postings_name {
@@ -161,7 +172,7 @@ typedef struct postings_stripe {
 
 typedef struct ref_page {
     _Atomic(tsdb_series_t *) slots[REF_PAGE];
-    _Atomic uint32_t unlinked; /* references of this page unlinked so far */
+    _Atomic uint32_t live; /* series published here and not unlinked yet */
 } ref_page_t;
 
 struct series_map {
@@ -245,18 +256,40 @@ static void ref_publish(series_map_t *map, tsdb_ref_t ref, tsdb_series_t *s)
         pthread_mutex_unlock(&map->ref_lock);
     }
     atomic_store_explicit(&page->slots[ref & (REF_PAGE - 1)], s, memory_order_release);
+    atomic_fetch_add_explicit(&page->live, 1, memory_order_relaxed);
     tsdb_ref_t max = atomic_load_explicit(&map->max_ref, memory_order_relaxed);
     while (ref > max && !atomic_compare_exchange_weak_explicit(
                             &map->max_ref, &max, ref, memory_order_relaxed, memory_order_relaxed))
         ;
 }
 
-static tsdb_ref_t ref_allocate(series_map_t *map)
+static tsdb_ref_t ref_allocate(series_map_t *map, ref_block_t *blk)
+{
+    if (blk && blk->next < blk->end)
+        return blk->next++;
+    uint32_t n = 1;
+    if (blk) {
+        n = blk->size ? blk->size * 2 : REF_BLOCK_MIN;
+        blk->size = n = n > REF_BLOCK_MAX ? REF_BLOCK_MAX : n;
+    }
+    pthread_mutex_lock(&map->ref_lock);
+    tsdb_ref_t ref = map->next_ref;
+    map->next_ref += n;
+    pthread_mutex_unlock(&map->ref_lock);
+    if (blk) {
+        blk->next = ref + 1;
+        blk->end = ref + n;
+    }
+    return ref;
+}
+
+void series_map_release_refs(series_map_t *map, ref_block_t *blk)
 {
     pthread_mutex_lock(&map->ref_lock);
-    tsdb_ref_t ref = map->next_ref++;
+    if (blk->next < blk->end && map->next_ref == blk->end)
+        map->next_ref = blk->next;
     pthread_mutex_unlock(&map->ref_lock);
-    return ref;
+    blk->next = blk->end = 0;
 }
 
 /* ---- postings ---------------------------------------------------------------------------- */
@@ -343,20 +376,47 @@ static postings_list_t *postings_value_find(postings_name_t *n, uint32_t value_i
     }
 }
 
+/* Appends; a reference smaller than the last one starts (or joins) an unsorted tail, which
+ * postings_list_sort merges in when the list is read. Writers that fill their reference
+ * blocks side by side would otherwise shift each other's entries on every insert. */
 static void postings_list_insert(postings_list_t *l, tsdb_ref_t ref)
 {
     if (l->count == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 4;
         l->refs = cairn_realloc(l->refs, l->cap * sizeof(tsdb_ref_t));
     }
-    /* References mostly arrive in increasing order: append, else shift into place. */
-    uint32_t i = l->count;
-    while (i > 0 && l->refs[i - 1] > ref)
-        i--;
-    memmove(&l->refs[i + 1], &l->refs[i], (l->count - i) * sizeof(tsdb_ref_t));
-    l->refs[i] = ref;
-    l->count++;
+    if (l->sorted == l->count && (l->count == 0 || l->refs[l->count - 1] < ref))
+        l->sorted++;
+    l->refs[l->count++] = ref;
     l->live++;
+}
+
+static int ref_cmp(const void *a, const void *b)
+{
+    tsdb_ref_t x = *(const tsdb_ref_t *)a, y = *(const tsdb_ref_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts the unsorted tail and merges it into the sorted prefix: O(n + k log k) for a tail of
+ * k entries. */
+static void postings_list_sort(postings_list_t *l)
+{
+    uint32_t k = l->count - l->sorted;
+    if (k == 0)
+        return;
+    tsdb_ref_t *tail = cairn_malloc(k * sizeof(tsdb_ref_t));
+    memcpy(tail, l->refs + l->sorted, k * sizeof(tsdb_ref_t));
+    qsort(tail, k, sizeof(tsdb_ref_t), ref_cmp);
+    /* Merge from the back: the free room at the end is exactly the tail's size. */
+    uint32_t i = l->sorted, j = k, out = l->count;
+    while (j > 0) {
+        if (i > 0 && l->refs[i - 1] > tail[j - 1])
+            l->refs[--out] = l->refs[--i];
+        else
+            l->refs[--out] = tail[--j];
+    }
+    cairn_free(tail);
+    l->sorted = l->count;
 }
 
 static void postings_add(series_map_t *map, uint32_t name_id, uint32_t value_id, tsdb_ref_t ref)
@@ -388,10 +448,14 @@ static void postings_value_delete(postings_name_t *n, postings_list_t *l)
 /* Drops stale references (those whose series is gone from the ref table). */
 static void postings_list_compact(series_map_t *map, postings_list_t *l)
 {
-    uint32_t out = 0;
-    for (uint32_t i = 0; i < l->count; i++)
+    uint32_t out = 0, sorted = 0;
+    for (uint32_t i = 0; i < l->count; i++) {
+        if (i == l->sorted)
+            sorted = out; /* order is kept, so the sorted prefix is what came from it */
         if (series_map_by_ref(map, l->refs[i]))
             l->refs[out++] = l->refs[i];
+    }
+    l->sorted = l->sorted == l->count ? out : sorted;
     l->count = out;
 }
 
@@ -420,6 +484,7 @@ size_t postings_get(series_map_t *map, uint32_t name_id, uint32_t value_id, tsdb
     postings_name_t *n = postings_name_find(st, name_id, false);
     postings_list_t *l = n ? postings_value_find(n, value_id, false) : NULL;
     if (l && l->count) {
+        postings_list_sort(l);
         *out = cairn_malloc(l->count * sizeof(tsdb_ref_t));
         for (uint32_t i = 0; i < l->count; i++)
             if (series_map_by_ref(map, l->refs[i]))
@@ -551,7 +616,7 @@ static tsdb_series_t *map_insert(series_map_t *map, const label_input_t *in, tsd
     *created = s == NULL;
     if (!s) {
         if (!ref)
-            ref = ref_allocate(map);
+            ref = ref_allocate(map, in->refs);
         s = series_new(map, in, ref);
         slot->hash = in->hash;
         slot->series = s;
@@ -615,7 +680,7 @@ void series_map_unlink(series_map_t *map, tsdb_series_t *s)
     ref_page_t *page =
         atomic_load_explicit(&map->ref_directory[s->ref >> REF_PAGE_BITS], memory_order_relaxed);
     if (page)
-        atomic_fetch_add_explicit(&page->unlinked, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&page->live, 1, memory_order_relaxed);
 }
 
 void series_free(series_map_t *map, tsdb_series_t *s)
@@ -633,15 +698,15 @@ uint64_t series_map_count(series_map_t *map)
 
 void series_map_reclaim_pages(series_map_t *map)
 {
-    /* A page can go when all of its references were handed out and all were unlinked. Only
-     * called with the head's guard held for writing: no reader is inside the table. */
+    /* A page can go when all of its references were handed out and it holds no live series.
+     * Only called with the head's guard held for writing: no reader is inside the table, and
+     * no writer is between taking a reference and publishing it. */
     pthread_mutex_lock(&map->ref_lock);
     tsdb_ref_t next = map->next_ref;
     pthread_mutex_unlock(&map->ref_lock);
     for (size_t p = 0; p < REF_DIRECTORY && ((tsdb_ref_t)(p + 1) << REF_PAGE_BITS) <= next; p++) {
         ref_page_t *page = atomic_load_explicit(&map->ref_directory[p], memory_order_relaxed);
-        uint32_t issued = p == 0 ? REF_PAGE - 1 : REF_PAGE; /* ref 0 is never issued */
-        if (page && atomic_load_explicit(&page->unlinked, memory_order_relaxed) == issued) {
+        if (page && atomic_load_explicit(&page->live, memory_order_relaxed) == 0) {
             atomic_store_explicit(&map->ref_directory[p], NULL, memory_order_release);
             cairn_free(page);
         }

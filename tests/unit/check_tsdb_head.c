@@ -2673,6 +2673,7 @@ typedef struct map_thread {
     pthread_barrier_t *barrier;
     tsdb_series_t *got[MAP_SETS];
     atomic_int *created;
+    ref_block_t refs; /* used by odd threads, as an appender does */
     int errors;
 } map_thread_t;
 
@@ -2704,6 +2705,8 @@ static void *map_main(void *arg)
             c->errors++;
             continue;
         }
+        if (c->id % 2)
+            in.refs = &c->refs;
         bool created = false;
         c->got[k] = series_map_get_or_create(c->map, &in, &created);
         if (created)
@@ -2730,12 +2733,18 @@ START_TEST(test_series_map_concurrent)
         th[i].created = created;
         ck_assert_int_eq(pthread_create(&tids[i], NULL, map_main, &th[i]), 0);
     }
-    for (int i = 0; i < MAP_THREADS; i++)
+    for (int i = 0; i < MAP_THREADS; i++) {
         pthread_join(tids[i], NULL);
+        series_map_release_refs(map, &th[i].refs);
+    }
     pthread_barrier_destroy(&barrier);
     ck_assert_uint_eq(series_map_count(map), MAP_SETS);
-    ck_assert_uint_eq(series_map_max_ref(map), MAP_SETS);
-    bool *seen = calloc(MAP_SETS + 1, sizeof(bool));
+    /* Threads with reference blocks leave unused references behind: at most one block each
+     * (REF_BLOCK_MAX is 1024). */
+    tsdb_ref_t max_ref = series_map_max_ref(map);
+    ck_assert_uint_ge(max_ref, MAP_SETS);
+    ck_assert_uint_le(max_ref, MAP_SETS + MAP_THREADS / 2 * 1024);
+    bool *seen = calloc(max_ref + 1, sizeof(bool));
     for (int k = 0; k < MAP_SETS; k++) {
         ck_assert_int_eq(atomic_load(&created[k]), 1);
         tsdb_series_t *s = th[0].got[k];
@@ -2745,7 +2754,7 @@ START_TEST(test_series_map_concurrent)
             ck_assert_ptr_eq(th[i].got[k], s);
         }
         ck_assert_uint_ge(s->ref, 1);
-        ck_assert_uint_le(s->ref, MAP_SETS);
+        ck_assert_uint_le(s->ref, max_ref);
         ck_assert(!seen[s->ref]);
         seen[s->ref] = true;
         ck_assert_ptr_eq(series_map_by_ref(map, s->ref), s);
@@ -2762,10 +2771,11 @@ START_TEST(test_series_map_concurrent)
         }
     }
     ck_assert_ptr_null(series_map_by_ref(map, 0));
-    ck_assert_ptr_null(series_map_by_ref(map, MAP_SETS + 1));
+    ck_assert_ptr_null(series_map_by_ref(map, max_ref + 1));
     ck_assert_ptr_null(series_map_by_ref(map, UINT64_MAX));
 
-    /* Postings: {job="a"} holds exactly the series with k % 7 == 0, sorted. */
+    /* Postings: {job="a"} holds exactly the series with k % 7 == 0, sorted, although writers
+     * with blocks inserted out of order. */
     uint32_t job = symbols_find(syms, "job", 3), a = symbols_find(syms, "a", 1);
     ck_assert_uint_ne(job, 0);
     ck_assert_uint_ne(a, 0);
@@ -2815,7 +2825,10 @@ START_TEST(test_series_map_concurrent)
         want_a += k % 3 != 0;
     ck_assert_uint_eq(n, want_a);
     cairn_free(refs);
+    /* Re-create them through two blocks taken in turn, as two appenders would: every list
+     * takes references out of order (each block starts above every reference so far). */
     tsdb_limits_t limits = {0};
+    ref_block_t blocks[2] = {{0}};
     for (int k = 0; k < MAP_SETS; k += 3) {
         char inst[32];
         tsdb_label_t ls[4], sorted[4];
@@ -2824,12 +2837,21 @@ START_TEST(test_series_map_concurrent)
         label_input_t in;
         cairn_error_t err;
         ck_assert_int_eq(labels_prepare(ls, ln, &limits, sorted, &in, &err), TSDB_REJECT_NONE);
+        in.refs = &blocks[k % 2];
         bool was_created = false;
         tsdb_series_t *s = series_map_get_or_create(map, &in, &was_created);
         ck_assert(was_created);
-        ck_assert_uint_gt(s->ref, MAP_SETS);
+        ck_assert_uint_gt(s->ref, max_ref);
+        th[0].got[k] = s;
     }
+    series_map_release_refs(map, &blocks[0]);
+    series_map_release_refs(map, &blocks[1]);
     ck_assert_uint_eq(series_map_count(map), MAP_SETS);
+    n = postings_get(map, job, a, &refs);
+    ck_assert_uint_eq(n, (MAP_SETS + 6) / 7);
+    for (size_t i = 1; i < n; i++)
+        ck_assert_uint_gt(refs[i], refs[i - 1]);
+    cairn_free(refs);
     /* The others are still found by labels as the same objects. */
     for (int k = 1; k < MAP_SETS; k += 3) {
         char inst[32];
@@ -2843,6 +2865,28 @@ START_TEST(test_series_map_concurrent)
         ck_assert_ptr_eq(series_map_get_or_create(map, &in, &was_created), th[0].got[k]);
         ck_assert(!was_created);
     }
+    /* Unlink until {job="b"} is compacted while it still has its unsorted tail (it has not
+     * been read since): what remains is complete and, once read, sorted. */
+    for (int k = 0; k < MAP_SETS; k++) {
+        if (k % 3 == 1 || k % 6 == 0) {
+            series_map_unlink(map, th[0].got[k]);
+            series_free(map, th[0].got[k]);
+        }
+    }
+    uint32_t b = symbols_find(syms, "b", 1);
+    n = postings_get(map, job, b, &refs);
+    size_t want_b = 0;
+    for (int k = 1; k < MAP_SETS; k += 7)
+        want_b += k % 3 == 2 || k % 6 == 3;
+    ck_assert_uint_eq(n, want_b);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            ck_assert_uint_gt(refs[i], refs[i - 1]);
+        tsdb_series_t *s = series_map_by_ref(map, refs[i]);
+        ck_assert_ptr_nonnull(s);
+        ck_assert_str_eq(symbols_string(syms, s->labels[2 * 2 + 1]), "b"); /* after instance */
+    }
+    cairn_free(refs);
     free(seen);
     free(th);
     free(created);
@@ -2885,6 +2929,65 @@ START_TEST(test_series_map_create_with_ref)
     ck_assert_uint_eq(refs[1], 100000);
     ck_assert_uint_eq(refs[2], sb->ref);
     cairn_free(refs);
+    series_map_free(map);
+    symbols_free(syms);
+}
+END_TEST
+
+/* A ref-table page is freed once all its references were handed out and it holds no live
+ * series, even with references in it that never got one; a writer whose block still holds
+ * such references can go on creating series there. */
+START_TEST(test_series_map_reclaim_with_block)
+{
+    symbols_t *syms = symbols_new();
+    series_map_t *map = series_map_new(syms, 4);
+    tsdb_limits_t limits = {0};
+    tsdb_label_t x[] = {{"x", "1"}}, y[] = {{"y", "1"}}, z[] = {{"z", "1"}};
+    tsdb_label_t sorted[1];
+    label_input_t in;
+    cairn_error_t err;
+    ref_block_t block = {0};
+    bool created;
+    labels_prepare(x, 1, &limits, sorted, &in, &err);
+    in.refs = &block;
+    tsdb_series_t *sx = series_map_get_or_create(map, &in, &created);
+    tsdb_ref_t rx = sx->ref;
+    ck_assert_uint_lt(block.next, block.end); /* the block has references left */
+    /* A replayed series past the first page (2^16 references): the page is all handed out. */
+    labels_prepare(y, 1, &limits, sorted, &in, &err);
+    tsdb_series_t *sy = series_map_create_with_ref(map, &in, (1u << 16) + 5);
+    tsdb_ref_t sy_ref = sy->ref;
+    series_map_unlink(map, sx);
+    series_free(map, sx);
+    series_map_reclaim_pages(map);
+    ck_assert_ptr_null(series_map_by_ref(map, rx));
+    ck_assert_ptr_eq(series_map_by_ref(map, sy->ref), sy);
+    labels_prepare(z, 1, &limits, sorted, &in, &err);
+    in.refs = &block;
+    tsdb_series_t *sz = series_map_get_or_create(map, &in, &created);
+    ck_assert(created);
+    ck_assert_uint_eq(sz->ref, rx + 1);
+    ck_assert_ptr_eq(series_map_by_ref(map, rx + 1), sz);
+    tsdb_ref_t *refs;
+    ck_assert_uint_eq(postings_all(map, &refs), 2);
+    ck_assert_uint_eq(refs[0], rx + 1);
+    cairn_free(refs);
+    series_map_release_refs(map, &block); /* not the newest block: nothing given back */
+    labels_prepare(x, 1, &limits, sorted, &in, &err);
+    ck_assert_uint_eq(series_map_get_or_create(map, &in, &created)->ref, sy->ref + 1);
+    /* The newest block's unused references are given back. */
+    ref_block_t newest = {0};
+    labels_prepare(y, 1, &limits, sorted, &in, &err);
+    in.refs = &newest;
+    series_map_unlink(map, sy);
+    series_free(map, sy);
+    ck_assert_uint_eq(series_map_get_or_create(map, &in, &created)->ref, sy_ref + 2);
+    series_map_release_refs(map, &newest);
+    labels_prepare(z, 1, &limits, sorted, &in, &err);
+    in.refs = NULL;
+    series_map_unlink(map, sz);
+    series_free(map, sz);
+    ck_assert_uint_eq(series_map_get_or_create(map, &in, &created)->ref, sy_ref + 3);
     series_map_free(map);
     symbols_free(syms);
 }
@@ -2994,6 +3097,7 @@ static Suite *head_suite(void)
     tcase_add_test(tc, test_series_map_concurrent);
     tcase_add_test(tc, test_series_map_create_with_ref);
     tcase_add_test(tc, test_series_map_stripe_key);
+    tcase_add_test(tc, test_series_map_reclaim_with_block);
     suite_add_tcase(s, tc);
     return s;
 }
