@@ -55,9 +55,17 @@ typedef struct chunk_meta {
 } chunk_meta_t;
 
 typedef struct tsdb_series {
+    /* Ordered by use: tsdb_append reads only the first 32 bytes (one cache line when the
+     * object is 32-aligned, as jemalloc's size classes for series are), commit adds the
+     * open chunk's state up to `sealed`; the rest is cold. */
     tsdb_ref_t ref;
-    uint64_t hash;                 /* of the label set (xxh3 of name\xffvalue\xff...) */
-    struct tsdb_series *next_free; /* on the truncation's free list */
+    /* Readable without the lock (relaxed atomics): */
+    _Atomic int64_t max_t;        /* newest sample's timestamp, INT64_MIN when none */
+    _Atomic uint64_t last_v;      /* newest sample's value bits */
+    _Atomic uint8_t deleted_flag; /* unlinked by truncation (set under the stripe lock) */
+    _Atomic uint8_t wal_logged;   /* a Series record for it is in the WAL */
+    uint16_t label_count;
+    uint32_t stripe_key; /* picks the append stripe (head.h's series_stripe) */
     /* Protected by the series' append stripe lock: */
     xor_appender_t app;   /* open chunk; app.buf == NULL when there is none */
     int64_t chunk_min_t;  /* first timestamp of the open chunk */
@@ -65,15 +73,11 @@ typedef struct tsdb_series {
     chunk_meta_t *sealed; /* sealed chunks, oldest first */
     uint32_t sealed_count;
     uint32_t sealed_cap;
-    /* Readable without the lock (relaxed atomics): */
-    _Atomic int64_t max_t;        /* newest sample's timestamp, INT64_MIN when none */
-    _Atomic uint64_t last_v;      /* newest sample's value bits */
-    _Atomic uint8_t wal_logged;   /* a Series record for it is in the WAL */
-    _Atomic uint8_t deleted_flag; /* unlinked by truncation (set under the stripe lock) */
-    uint16_t label_count;
-    uint32_t created_round; /* head truncation round in which it was created */
-    uint32_t stripe_key;    /* picks the append stripe (head.h's series_stripe) */
-    uint32_t labels[];      /* 2 * label_count symbol ids: name, value, sorted by name */
+    /* Cold: */
+    uint64_t hash;                 /* of the label set (xxh3 of name\xffvalue\xff...) */
+    struct tsdb_series *next_free; /* on the truncation's free list */
+    uint32_t created_round;        /* head truncation round in which it was created */
+    uint32_t labels[];             /* 2 * label_count symbol ids: name, value, sorted by name */
 } tsdb_series_t;
 
 /* Series created with stripe key 0 (WAL replay) take their key from their reference: blocks
