@@ -1,13 +1,25 @@
 /*
  * query/query.h: the public header of Cairn's PromQL engine and HTTP API.
  *
- * The engine comes with the PromQL issue. This header holds the query options that the
- * daemon's --query.* flags set, with Prometheus's defaults, so the command line is settled.
+ * The engine parses a PromQL expression, fetches each selector's series once for the whole
+ * query range from a TSDB querier, and steps through them. Results use Prometheus's value
+ * types (scalar, string, instant vector, range vector). Every query is bounded: at most
+ * max_samples samples in memory at once, a timeout, and a cancellation flag the caller may
+ * set (the HTTP layer sets it when the client goes away).
+ *
+ * The HTTP API is transport-agnostic: query_api_handle takes a method, a path and the
+ * decoded parameters (query string and form body, repeated names kept) and fills a status,
+ * a content type and a JSON body in Prometheus's shapes. server/ adapts libmicrohttpd to it.
+ *
+ * Thread safety: an engine is shared by all request threads; each query is independent.
  */
 #ifndef CAIRN_QUERY_H
 #define CAIRN_QUERY_H
 
+#include <stdatomic.h>
+
 #include "common/common.h"
+#include "tsdb/tsdb.h"
 
 typedef struct query_options {
     int64_t lookback_delta_ms; /* --query.lookback-delta, default 5m */
@@ -17,5 +29,130 @@ typedef struct query_options {
 } query_options_t;
 
 void query_options_init(query_options_t *opts);
+
+/* ---------------------------------------------------------------------------------------------
+ * Values
+ */
+typedef enum promql_value_type {
+    PROMQL_VALUE_NONE,
+    PROMQL_VALUE_SCALAR,
+    PROMQL_VALUE_VECTOR, /* instant vector: one point per series */
+    PROMQL_VALUE_MATRIX, /* range vector */
+    PROMQL_VALUE_STRING,
+} promql_value_type_t;
+
+/* "scalar", "vector", "matrix", "string" (and "none"), as the API and errors name them. */
+const char *promql_value_type_name(promql_value_type_t type);
+
+typedef struct promql_point {
+    int64_t t; /* milliseconds */
+    double v;
+} promql_point_t;
+
+/* One series of a result: labels sorted by name (owned strings), points in time order. An
+ * instant vector's series have exactly one point, at the evaluation time. */
+typedef struct promql_series {
+    label_pair_t *labels; /* owned */
+    size_t label_count;
+    promql_point_t *points; /* owned */
+    size_t point_count;
+} promql_series_t;
+
+/* Why a query failed, with Prometheus's errorType names (promql_error_type_name) and the
+ * HTTP status the API answers with. */
+typedef enum promql_error_type {
+    PROMQL_ERROR_NONE,
+    PROMQL_ERROR_BAD_DATA,  /* "bad_data", 400: parse errors, bad parameters */
+    PROMQL_ERROR_EXECUTION, /* "execution", 422: evaluation errors (limits, matching) */
+    PROMQL_ERROR_CANCELED,  /* "canceled", 499: the client went away */
+    PROMQL_ERROR_TIMEOUT,   /* "timeout", 503 */
+    PROMQL_ERROR_INTERNAL,  /* "internal", 500 */
+} promql_error_type_t;
+
+const char *promql_error_type_name(promql_error_type_t type);
+unsigned promql_error_http_status(promql_error_type_t type);
+
+typedef struct promql_result {
+    promql_value_type_t type;
+    int64_t t;                /* scalar and string: the evaluation time */
+    double scalar;            /* PROMQL_VALUE_SCALAR */
+    char *string;             /* PROMQL_VALUE_STRING, owned */
+    promql_series_t *series;  /* VECTOR and MATRIX, owned; sorted by labels unless ordered */
+    size_t series_count;
+    bool ordered;             /* the order is the query's (sort(), topk...), not by labels */
+    char **warnings, **infos; /* annotations, owned, as the API renders them */
+    size_t warning_count, info_count;
+    /* Set when the query failed (then type is NONE and nothing else is set). */
+    promql_error_type_t error_type;
+    char *error; /* owned */
+} promql_result_t;
+
+void promql_result_free(promql_result_t *result);
+
+/* ---------------------------------------------------------------------------------------------
+ * Engine
+ */
+typedef struct promql_engine promql_engine_t;
+
+/* The engine reads db (borrowed; it must outlive the engine). */
+promql_engine_t *promql_engine_new(tsdb_t *db, const query_options_t *opts);
+void promql_engine_free(promql_engine_t *engine);
+
+/* Per-query settings; zero fields take the engine's options. */
+typedef struct promql_query_params {
+    int64_t lookback_delta_ms; /* 0: the engine's */
+    int64_t timeout_ms;        /* 0: the engine's */
+    atomic_bool *cancel;       /* optional; the query stops with CANCELED once it is true */
+} promql_query_params_t;
+
+/* Evaluates query at time t (ms). Always fills *out (free with promql_result_free); returns 0,
+ * or -1 when the query failed, with out->error_type and out->error set. Blocks while the
+ * engine is at max_concurrency. */
+int promql_query_instant(promql_engine_t *engine, const char *query, int64_t t,
+                         const promql_query_params_t *params, promql_result_t *out);
+
+/* Evaluates query at start, start + step, ... <= end (ms; step > 0). The result is a matrix
+ * (or an error); the query must give a scalar or an instant vector. */
+int promql_query_range(promql_engine_t *engine, const char *query, int64_t start, int64_t end,
+                       int64_t step, const promql_query_params_t *params, promql_result_t *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * HTTP API (/api/v1/..., /federate)
+ */
+typedef struct query_api query_api_t;
+
+typedef struct query_api_options {
+    tsdb_t *db;               /* borrowed */
+    promql_engine_t *engine;  /* borrowed */
+    const query_options_t *query;
+    label_list_t *external_labels; /* borrowed; added by /federate */
+    const char *const *flag_names, *const *flag_values; /* for /status/flags (borrowed) */
+    size_t flag_count;
+    const char *version, *revision, *branch, *build_user, *build_date, *go_version;
+    int64_t start_time_ms; /* process start, for /status/runtimeinfo */
+    const char *storage_retention; /* e.g. "15d", for /status/runtimeinfo */
+} query_api_options_t;
+
+typedef struct query_api_request {
+    const char *method;   /* "GET", "POST", ... */
+    const char *path;     /* e.g. "/api/v1/query", without the query string */
+    label_pair_t *params; /* query string then form body, in order, names may repeat */
+    size_t param_count;
+    atomic_bool *cancel;  /* set by the transport when the client goes away; may be NULL */
+} query_api_request_t;
+
+typedef struct query_api_response {
+    unsigned status;
+    const char *content_type; /* static string */
+    buf_t body;
+} query_api_response_t;
+
+query_api_t *query_api_new(const query_api_options_t *opts);
+void query_api_free(query_api_t *api);
+/* Whether path is one the API serves (so the transport can route it here). */
+bool query_api_handles(const char *path);
+/* Serves one request; thread-safe. */
+void query_api_handle(query_api_t *api, const query_api_request_t *req,
+                      query_api_response_t *resp);
 
 #endif /* CAIRN_QUERY_H */
