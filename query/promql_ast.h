@@ -111,6 +111,7 @@ typedef enum promql_function_id {
     PROMQL_FN_DELTA,
     PROMQL_FN_DERIV,
     PROMQL_FN_DOUBLE_EXPONENTIAL_SMOOTHING,
+    PROMQL_FN_END, /* end(): the query's end time, in seconds (experimental) */
     PROMQL_FN_EXP,
     PROMQL_FN_FIRST_OVER_TIME,
     PROMQL_FN_FLOOR,
@@ -145,6 +146,7 @@ typedef enum promql_function_id {
     PROMQL_FN_PRESENT_OVER_TIME,
     PROMQL_FN_QUANTILE_OVER_TIME,
     PROMQL_FN_RAD,
+    PROMQL_FN_RANGE, /* range(): end - start of the query, in seconds (experimental) */
     PROMQL_FN_RATE,
     PROMQL_FN_RESETS,
     PROMQL_FN_ROUND,
@@ -157,7 +159,9 @@ typedef enum promql_function_id {
     PROMQL_FN_SORT_BY_LABEL_DESC,
     PROMQL_FN_SORT_DESC,
     PROMQL_FN_SQRT,
+    PROMQL_FN_START, /* start(): the query's start time, in seconds (experimental) */
     PROMQL_FN_STDDEV_OVER_TIME,
+    PROMQL_FN_STEP, /* step(): the query's step, in seconds (experimental) */
     PROMQL_FN_STDVAR_OVER_TIME,
     PROMQL_FN_SUM_OVER_TIME,
     PROMQL_FN_TAN,
