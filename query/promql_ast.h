@@ -23,8 +23,7 @@ typedef struct promql_pos {
 } promql_pos_t;
 
 /* Converts a byte offset into 1-based line and character numbers. */
-void promql_position_line_char(const char *query, uint32_t offset, unsigned *line,
-                               unsigned *chr);
+void promql_position_line_char(const char *query, uint32_t offset, unsigned *line, unsigned *chr);
 
 typedef enum promql_node_kind {
     PROMQL_NODE_NUMBER,
@@ -183,9 +182,9 @@ typedef struct promql_function {
     const char *name;
     promql_value_type_t arg_types[6]; /* the types of the declared arguments */
     unsigned arg_count;               /* declared arguments */
-    int variadic;        /* 0: exactly arg_count; > 0: up to that many more of the last
-                          * type; -1: any number more; optional trailing arguments make
-                          * arg_count - 1 the minimum (Prometheus's Variadic semantics) */
+    int variadic;                     /* 0: exactly arg_count; > 0: up to that many more of the last
+                                       * type; -1: any number more; optional trailing arguments make
+                                       * arg_count - 1 the minimum (Prometheus's Variadic semantics) */
     promql_value_type_t return_type;
     bool experimental;
 } promql_function_t;
@@ -210,18 +209,18 @@ typedef enum promql_at {
 
 typedef enum promql_card {
     PROMQL_CARD_ONE_TO_ONE,
-    PROMQL_CARD_MANY_TO_ONE, /* group_left */
-    PROMQL_CARD_ONE_TO_MANY, /* group_right */
+    PROMQL_CARD_MANY_TO_ONE,  /* group_left */
+    PROMQL_CARD_ONE_TO_MANY,  /* group_right */
     PROMQL_CARD_MANY_TO_MANY, /* set operators */
 } promql_card_t;
 
 /* Vector matching of a binary operator between two vectors. */
 typedef struct promql_matching {
     promql_card_t card;
-    bool on;               /* on(labels); false: ignoring(labels) (or neither given) */
-    char **labels;         /* owned */
+    bool on;       /* on(labels); false: ignoring(labels) (or neither given) */
+    char **labels; /* owned */
     size_t label_count;
-    char **include;        /* group_left/group_right(labels), owned */
+    char **include; /* group_left/group_right(labels), owned */
     size_t include_count;
 } promql_matching_t;
 
@@ -231,17 +230,17 @@ struct promql_node {
     promql_node_kind_t kind;
     promql_pos_t pos;
     union {
-        double number; /* NUMBER */
-        char *string;  /* STRING, owned, unquoted */
-        struct {       /* VECTOR_SELECTOR */
-            char *name;                /* metric name written before the braces, or NULL */
+        double number;                  /* NUMBER */
+        char *string;                   /* STRING, owned, unquoted */
+        struct {                        /* VECTOR_SELECTOR */
+            char *name;                 /* metric name written before the braces, or NULL */
             promql_matcher_t *matchers; /* owned; includes __name__="name" when name is set */
             size_t matcher_count;
-            int64_t offset_ms;         /* offset modifier (may be negative), 0 if none */
+            int64_t offset_ms; /* offset modifier (may be negative), 0 if none */
             promql_at_t at;
             int64_t at_ms;
         } selector;
-        struct { /* MATRIX_SELECTOR */
+        struct {                   /* MATRIX_SELECTOR */
             promql_node_t *vector; /* a VECTOR_SELECTOR (it holds offset and @) */
             int64_t range_ms;
         } matrix;
@@ -256,7 +255,7 @@ struct promql_node {
         struct { /* PAREN */
             promql_node_t *expr;
         } paren;
-        struct { /* UNARY */
+        struct {                   /* UNARY */
             promql_binary_op_t op; /* ADD or SUB */
             promql_node_t *expr;
         } unary;

@@ -44,8 +44,8 @@ bool promql_fn_predict_linear(const promql_point_t *pts, size_t n, int64_t eval_
 bool promql_fn_over_time(promql_function_id_t id, const promql_point_t *pts, size_t n,
                          double *scratch, double *out);
 /* quantile_over_time(q, v[range]); scratch holds n doubles. */
-bool promql_fn_quantile_over_time(double q, const promql_point_t *pts, size_t n,
-                                  double *scratch, double *out);
+bool promql_fn_quantile_over_time(double q, const promql_point_t *pts, size_t n, double *scratch,
+                                  double *out);
 /* double_exponential_smoothing(v[range], sf, tf) (the caller checks 0 < sf, tf < 1). */
 bool promql_fn_double_exponential_smoothing(const promql_point_t *pts, size_t n, double sf,
                                             double tf, double *out);
@@ -64,8 +64,7 @@ typedef struct promql_bucket {
 /* histogram_quantile on classic buckets (bucketQuantile): sorts and merges the buckets in
  * place. *forced_monotonic is set when counts had to be forced monotonic (the caller adds
  * Prometheus's info annotation). */
-double promql_bucket_quantile(double q, promql_bucket_t *buckets, size_t n,
-                              bool *forced_monotonic);
+double promql_bucket_quantile(double q, promql_bucket_t *buckets, size_t n, bool *forced_monotonic);
 /* histogram_fraction(lower, upper, ...) on classic buckets, where Prometheus supports it. */
 double promql_bucket_fraction(double lower, double upper, promql_bucket_t *buckets, size_t n,
                               bool *forced_monotonic);

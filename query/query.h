@@ -74,10 +74,10 @@ unsigned promql_error_http_status(promql_error_type_t type);
 
 typedef struct promql_result {
     promql_value_type_t type;
-    int64_t t;                /* scalar and string: the evaluation time */
-    double scalar;            /* PROMQL_VALUE_SCALAR */
-    char *string;             /* PROMQL_VALUE_STRING, owned */
-    promql_series_t *series;  /* VECTOR and MATRIX, owned; sorted by labels unless ordered */
+    int64_t t;               /* scalar and string: the evaluation time */
+    double scalar;           /* PROMQL_VALUE_SCALAR */
+    char *string;            /* PROMQL_VALUE_STRING, owned */
+    promql_series_t *series; /* VECTOR and MATRIX, owned; sorted by labels unless ordered */
     size_t series_count;
     bool ordered;             /* the order is the query's (sort(), topk...), not by labels */
     char **warnings, **infos; /* annotations, owned, as the API renders them */
@@ -122,14 +122,14 @@ int promql_query_range(promql_engine_t *engine, const char *query, int64_t start
 typedef struct query_api query_api_t;
 
 typedef struct query_api_options {
-    tsdb_t *db;               /* borrowed */
-    promql_engine_t *engine;  /* borrowed */
+    tsdb_t *db;              /* borrowed */
+    promql_engine_t *engine; /* borrowed */
     const query_options_t *query;
-    label_list_t *external_labels; /* borrowed; added by /federate */
+    label_list_t *external_labels;                      /* borrowed; added by /federate */
     const char *const *flag_names, *const *flag_values; /* for /status/flags (borrowed) */
     size_t flag_count;
     const char *version, *revision, *branch, *build_user, *build_date, *go_version;
-    int64_t start_time_ms; /* process start, for /status/runtimeinfo */
+    int64_t start_time_ms;         /* process start, for /status/runtimeinfo */
     const char *storage_retention; /* e.g. "15d", for /status/runtimeinfo */
 } query_api_options_t;
 
@@ -138,7 +138,7 @@ typedef struct query_api_request {
     const char *path;     /* e.g. "/api/v1/query", without the query string */
     label_pair_t *params; /* query string then form body, in order, names may repeat */
     size_t param_count;
-    atomic_bool *cancel;  /* set by the transport when the client goes away; may be NULL */
+    atomic_bool *cancel; /* set by the transport when the client goes away; may be NULL */
 } query_api_request_t;
 
 typedef struct query_api_response {
@@ -152,7 +152,6 @@ void query_api_free(query_api_t *api);
 /* Whether path is one the API serves (so the transport can route it here). */
 bool query_api_handles(const char *path);
 /* Serves one request; thread-safe. */
-void query_api_handle(query_api_t *api, const query_api_request_t *req,
-                      query_api_response_t *resp);
+void query_api_handle(query_api_t *api, const query_api_request_t *req, query_api_response_t *resp);
 
 #endif /* CAIRN_QUERY_H */
