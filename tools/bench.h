@@ -8,5 +8,7 @@
 int bench_write_main(int argc, char **argv);
 int bench_labels_main(int argc, char **argv);
 int bench_reopen_main(int argc, char **argv);
+int bench_query_data_main(int argc, char **argv);
+int bench_query_main(int argc, char **argv);
 
 #endif /* CAIRN_TOOLS_BENCH_H */

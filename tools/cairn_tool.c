@@ -5,6 +5,8 @@
  *   check config FILE...   validate configuration files with the daemon's own loader
  *   bench write FILE       the `promtool tsdb bench write` workload against the head
  *   bench labels           writes a label-set file for bench write
+ *   bench query-data       writes a realistic data set (Cairn directory, OpenMetrics file)
+ *   bench query            dashboard query latencies against a Prometheus-compatible API
  *
  * Exit codes: 0 success, 1 a check failed, 2 usage error.
  */
@@ -64,6 +66,15 @@ static const subcommand_t subcommands[] = {
      bench_labels_main,
      "[--series=N] --out=FILE",
      "Write N label sets (JSON lines) for bench write."},
+    {{"bench", "query-data"},
+     bench_query_data_main,
+     "[--series=N] [--duration=D] [--interval=D] [--out=DIR] [--openmetrics=FILE]",
+     "Write a node/api exporter-like data set into a Cairn data directory (and OpenMetrics)."},
+    {{"bench", "query"},
+     bench_query_main,
+     "--url=URL --end=UNIX_SECONDS [--rounds=N] [--concurrency=N]",
+     "Run the dashboard query list against a Prometheus-compatible HTTP API; print "
+     "latency percentiles."},
 };
 
 static void usage(FILE *out)
