@@ -262,11 +262,15 @@ static double compare_over_time(const promql_point_t *pts, size_t n, bool want_m
     return best;
 }
 
-/* median absolute deviation: the median of |v - median(v)|. */
+/* median absolute deviation: the median of |v - median(v)|. A NaN anywhere makes the result
+ * NaN (Prometheus 3.x; interpolating the sorted deviations would otherwise hide it). */
 static double mad_over_time(const promql_point_t *pts, size_t n, double *scratch)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(pts[i].v))
+            return NAN;
         scratch[i] = pts[i].v;
+    }
     double median = promql_quantile(0.5, scratch, n);
     for (size_t i = 0; i < n; i++)
         scratch[i] = fabs(pts[i].v - median);
