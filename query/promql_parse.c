@@ -482,15 +482,21 @@ static bool parse_go_int(const char *s, size_t len, int64_t *out)
     return true;
 }
 
+static int parse_go_float_text(char *buf, double *out);
+
 /* Go's strconv.ParseFloat(s, 64) for what the lexer produces. Returns 0, or -EINVAL (syntax)
  * or -ERANGE (overflow). */
 static int parse_go_float(const char *s, size_t len, double *out)
 {
-    char buf[128];
-    if (len >= sizeof(buf))
-        len = sizeof(buf) - 1; /* longer literals are not numbers the lexer makes valid */
-    memcpy(buf, s, len);
-    buf[len] = '\0';
+    char *buf = cairn_strndup(s, len);
+    int rc = parse_go_float_text(buf, out);
+    cairn_free(buf);
+    return rc;
+}
+
+/* parse_go_float on a NUL-terminated copy, which it modifies. */
+static int parse_go_float_text(char *buf, double *out)
+{
     for (char *c = buf; *c; c++)
         if (*c >= 'A' && *c <= 'Z')
             *c = (char)(*c - 'A' + 'a');
@@ -502,10 +508,30 @@ static int parse_go_float(const char *s, size_t len, double *out)
         *out = NAN;
         return 0;
     }
-    /* Decimal only: digits, one dot, an exponent. */
-    for (const char *c = buf; *c; c++)
-        if (!((*c >= '0' && *c <= '9') || *c == '.' || *c == 'e' || *c == '+' || *c == '-'))
+    /* Decimal only: digits, one dot, an exponent; '_' only between digits (Go's rule), and
+     * dropped. */
+    char saw = '^';
+    size_t n = 0;
+    for (const char *c = buf; *c; c++) {
+        if (*c >= '0' && *c <= '9') {
+            saw = '0';
+        } else if (*c == '_') {
+            if (saw != '0')
+                return -EINVAL;
+            saw = '_';
+            continue;
+        } else if (*c == '.' || *c == 'e' || *c == '+' || *c == '-') {
+            if (saw == '_')
+                return -EINVAL;
+            saw = '!';
+        } else {
             return -EINVAL;
+        }
+        buf[n++] = *c;
+    }
+    if (saw == '_')
+        return -EINVAL;
+    buf[n] = '\0';
     char *end;
     errno = 0;
     double v = strtod(buf, &end);

@@ -97,6 +97,8 @@ START_TEST(test_numbers)
     ck_assert(parse_number("-0755") == -493);
     ck_assert(parse_number("09") == 9); /* not octal: read as a decimal float */
     ck_assert(parse_number("1_000") == 1000);
+    ck_assert(parse_number("1_0.5") == 10.5); /* Go allows separators in floats too */
+    ck_assert(parse_number("1e1_0") == 1e10);
     ck_assert(parse_number("+5.5e-3") == 0.0055);
     ck_assert(parse_number("99999999999999999999") == 1e20);
     ck_assert(isinf(parse_number("Inf")) && parse_number("Inf") > 0);
@@ -846,6 +848,15 @@ static const struct {
                   "provided, expected 1, got 2"},
     {"1e400", "1:1: parse error: error parsing number: strconv.ParseFloat: parsing \"1e400\": "
               "value out of range"},
+    {"999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999",
+     "1:1: parse error: error parsing number: strconv.ParseFloat: parsing "
+     "\"999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999\": value out of range"},
     {"0x", "1:1: parse error: error parsing number: strconv.ParseFloat: parsing \"0x\": invalid "
            "syntax"},
     /* Type errors. */
