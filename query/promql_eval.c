@@ -277,6 +277,8 @@ void promql_series_push(promql_eval_ctx_t *ctx, promql_eval_series_t *s, int64_t
     s->points[s->count].v = v;
     s->count++;
     promql_eval_count_samples(ctx, 1);
+    if ((s->count & 1023) == 0)
+        check_deadline(ctx, EXPRESSION_EVAL);
 }
 
 void promql_matrix_free(promql_eval_ctx_t *ctx, promql_eval_matrix_t *m)

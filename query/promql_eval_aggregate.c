@@ -5,12 +5,8 @@
  * listed labels (so `by (__name__)` keeps the name), `without (l...)` removes them and
  * __name__. Each step then folds the samples present at that step into their group:
  *
- *   sum            Kahan-compensated (promql_kahan_*)
- *   avg            Kahan-compensated sum divided by the count, switching to an incremental
- *                  mean once the sum would overflow (Prometheus 3.x)
- *   stddev/stdvar  Welford's running mean and sum of squares; NaN/Inf input gives NaN
- *   min/max        a NaN is replaced by any later value
- *   count, group
+ *   sum avg count min max group stddev stdvar
+ *                  the kernels' accumulators (promql_aggregate_*, Prometheus's formulas)
  *   quantile       promql_quantile over the group's values
  *   topk/bottomk   a binary heap of k samples per group with Prometheus's ordering (NaN is
  *                  the smallest for both); results keep the input's labels
@@ -31,9 +27,8 @@
 
 typedef struct agg_group {
     bool seen;
-    bool incremental;
     bool drop_name;
-    double value, mean, c, count;
+    promql_aggregate_acc_t acc; /* sum ... stdvar (promql_functions.h) */
     promql_eval_sample_t *heap; /* quantile values, topk/bottomk/limitk/limit_ratio samples */
     size_t heap_count, heap_cap;
 } agg_group_t;
@@ -274,106 +269,37 @@ static promql_eval_value_t eval_count_values(promql_eval_ctx_t *ctx, const promq
 static void fold_first(promql_eval_ctx_t *ctx, promql_aggregate_op_t op, agg_group_t *g,
                        const promql_eval_sample_t *s)
 {
-    double f = s->v;
     g->seen = true;
-    g->incremental = false;
-    g->value = f;
-    g->mean = f;
-    g->c = 0;
-    g->count = 1;
     g->drop_name = s->drop_name;
     g->heap_count = 0;
-    switch (op) {
-    case PROMQL_AGG_STDDEV:
-    case PROMQL_AGG_STDVAR: g->value = isnan(f) || isinf(f) ? NAN : 0; break;
-    case PROMQL_AGG_QUANTILE: group_push(ctx, g, s); break;
-    case PROMQL_AGG_GROUP: g->value = 1; break;
-    default: break;
-    }
+    if (op == PROMQL_AGG_QUANTILE)
+        group_push(ctx, g, s);
+    else
+        promql_aggregate_init(op, &g->acc, s->v);
 }
 
 static void fold(promql_eval_ctx_t *ctx, promql_aggregate_op_t op, agg_group_t *g,
                  const promql_eval_sample_t *s)
 {
-    double f = s->v;
     if (s->drop_name)
         g->drop_name = true;
-    switch (op) {
-    case PROMQL_AGG_SUM: {
-        promql_kahan_t k = {g->value, g->c};
-        promql_kahan_add(&k, f);
-        g->value = k.sum;
-        g->c = k.c;
-        break;
-    }
-    case PROMQL_AGG_AVG: {
-        g->count++;
-        if (!g->incremental) {
-            promql_kahan_t k = {g->value, g->c};
-            promql_kahan_add(&k, f);
-            if (!isinf(k.sum)) {
-                g->value = k.sum;
-                g->c = k.c;
-                break;
-            }
-            g->incremental = true;
-            g->mean = g->value / (g->count - 1);
-            g->c /= g->count - 1;
-        }
-        double q = (g->count - 1) / g->count;
-        promql_kahan_t k = {q * g->mean, q * g->c};
-        promql_kahan_add(&k, f / g->count);
-        g->mean = k.sum;
-        g->c = k.c;
-        break;
-    }
-    case PROMQL_AGG_MAX:
-        if (g->value < f || isnan(g->value))
-            g->value = f;
-        break;
-    case PROMQL_AGG_MIN:
-        if (g->value > f || isnan(g->value))
-            g->value = f;
-        break;
-    case PROMQL_AGG_COUNT: g->count++; break;
-    case PROMQL_AGG_STDDEV:
-    case PROMQL_AGG_STDVAR: {
-        g->count++;
-        double delta = f - g->mean;
-        g->mean += delta / g->count;
-        g->value += delta * (f - g->mean);
-        break;
-    }
-    case PROMQL_AGG_QUANTILE: group_push(ctx, g, s); break;
-    default: break;
-    }
+    if (op == PROMQL_AGG_QUANTILE)
+        group_push(ctx, g, s);
+    else
+        promql_aggregate_add(op, &g->acc, s->v);
 }
 
 static double fold_result(promql_eval_ctx_t *ctx, promql_aggregate_op_t op, agg_group_t *g,
                           double param)
 {
-    switch (op) {
-    case PROMQL_AGG_SUM: {
-        promql_kahan_t k = {g->value, g->c};
-        return promql_kahan_value(&k);
-    }
-    case PROMQL_AGG_AVG:
-        if (g->incremental)
-            return g->mean + g->c;
-        return g->value / g->count + g->c / g->count;
-    case PROMQL_AGG_COUNT: return g->count;
-    case PROMQL_AGG_STDVAR: return g->value / g->count;
-    case PROMQL_AGG_STDDEV: return sqrt(g->value / g->count);
-    case PROMQL_AGG_QUANTILE: {
-        double *values = promql_eval_alloc(ctx, (g->heap_count + 1) * sizeof(double));
-        for (size_t i = 0; i < g->heap_count; i++)
-            values[i] = g->heap[i].v;
-        double r = promql_quantile(param, values, g->heap_count);
-        promql_eval_release(ctx, values);
-        return r;
-    }
-    default: return g->value;
-    }
+    if (op != PROMQL_AGG_QUANTILE)
+        return promql_aggregate_result(op, &g->acc);
+    double *values = promql_eval_alloc(ctx, (g->heap_count + 1) * sizeof(double));
+    for (size_t i = 0; i < g->heap_count; i++)
+        values[i] = g->heap[i].v;
+    double r = promql_quantile(param, values, g->heap_count);
+    promql_eval_release(ctx, values);
+    return r;
 }
 
 static bool ratio_sample(double ratio, const promql_labels_t *ls)
