@@ -11,7 +11,8 @@
  *     the same labels), absent/absent_over_time (labels from the equality matchers), sort*,
  *     timestamp, scalar, vector, time, start/end/step/range, histogram_quantile and
  *     histogram_fraction on classic buckets (grouped by all labels but `le`).
- * Native-histogram functions (histogram_count/sum/avg/stddev/stdvar) see only floats here and
+ * histogram_quantiles works on classic buckets too. Native-histogram functions
+ * (histogram_count/sum/avg/stddev/stdvar) see only floats here and
  * return nothing; info() returns its input unchanged.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -624,15 +625,51 @@ static bool parse_le(const char *s, double *out)
     return true;
 }
 
+/* labels.FormatOpenMetricsFloat: Go's shortest form, ".0" added to integers. */
+static void format_openmetrics_float(double v, char *out, size_t size)
+{
+    if (isnan(v)) {
+        snprintf(out, size, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(out, size, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    float_format_go(v, 'g', out, size);
+    if (!strpbrk(out, "e."))
+        strncat(out, ".0", size - strlen(out) - 1);
+}
+
+static void warn_quantile(promql_eval_ctx_t *ctx, const promql_node_t *arg, double q)
+{
+    if (!isnan(q) && q >= 0 && q <= 1)
+        return;
+    char qs[32];
+    promql_eval_annotate(ctx, false, arg->pos,
+                         "PromQL warning: quantile value should be between 0 and 1, got %s",
+                         promql_format_float(q, qs, sizeof(qs)));
+}
+
+/* histogram_quantile(q, v), histogram_quantiles(v, label, q...), histogram_fraction(lo, hi,
+ * v) on classic buckets: per step, the samples of each group (labels without `le`, name
+ * kept until the end) are the buckets. */
 static promql_eval_value_t eval_histogram(promql_eval_ctx_t *ctx, const promql_node_t *node,
                                           const promql_eval_range_t *range)
 {
-    bool fraction = node->call.func->id == PROMQL_FN_HISTOGRAM_FRACTION;
-    size_t vec_arg = fraction ? 2 : 1;
-    double *p0 = promql_eval_scalar(ctx, node->call.args[0], range);
-    double *p1 = fraction ? promql_eval_scalar(ctx, node->call.args[1], range) : NULL;
+    promql_function_id_t id = node->call.func->id;
+    bool fraction = id == PROMQL_FN_HISTOGRAM_FRACTION;
+    bool multi = id == PROMQL_FN_HISTOGRAM_QUANTILES;
+    size_t vec_arg = fraction ? 2 : multi ? 0 : 1;
+    size_t first_param = multi ? 2 : 0;
+    size_t nparams = multi ? node->call.arg_count - 2 : fraction ? 2 : 1;
+    const char *qlabel = multi ? string_arg(node, 1) : NULL;
+    double **params = promql_eval_alloc(ctx, (nparams + 1) * sizeof(double *));
+    for (size_t i = 0; i < nparams; i++)
+        params[i] = promql_eval_scalar(ctx, node->call.args[first_param + i], range);
     promql_eval_value_t in = promql_eval_node(ctx, node->call.args[vec_arg], range);
     promql_pos_t vpos = node->call.args[vec_arg]->pos;
+    promql_pos_t info_pos = node->call.args[1]->pos;
 
     /* Group (labels without `le`) per input series, once. */
     promql_label_builder_t b = {0};
@@ -659,7 +696,6 @@ static promql_eval_value_t eval_histogram(promql_eval_ctx_t *ctx, const promql_n
         group_of[i] = g;
     }
     promql_series_index_free(ctx, &ix);
-    promql_label_builder_free(&b);
 
     promql_bucket_t *buckets = promql_eval_alloc(ctx, (in.m.count + 1) * sizeof(*buckets));
     size_t *bucket_count = promql_eval_alloc(ctx, (ngroups + 1) * sizeof(size_t));
@@ -667,28 +703,17 @@ static promql_eval_value_t eval_histogram(promql_eval_ctx_t *ctx, const promql_n
     promql_bucket_t *scratch = promql_eval_alloc(ctx, (in.m.count + 1) * sizeof(*scratch));
     promql_vector_cursor_t cur;
     promql_cursor_init(ctx, &cur, &in.m);
-    promql_eval_value_t out = {.type = PROMQL_VALUE_VECTOR};
-    promql_eval_series_t **gseries = promql_eval_alloc(ctx, (ngroups + 1) * sizeof(void *));
-    size_t *gindex = promql_eval_alloc(ctx, (ngroups + 1) * sizeof(size_t));
-    for (size_t g = 0; g < ngroups; g++)
-        gindex[g] = SIZE_MAX;
-    (void)gseries;
+    promql_output_t out;
+    promql_output_init(ctx, &out, range);
     for (size_t k = 0; k < range->steps; k++) {
         promql_eval_check(ctx);
         int64_t t = step_time(range, k);
+        if (!fraction)
+            for (size_t i = 0; i < nparams; i++)
+                warn_quantile(ctx, node->call.args[first_param + i], params[i][k]);
         promql_cursor_gather(&cur, t);
         if (cur.count == 0)
             continue;
-        if (!fraction) {
-            double q = p0[k];
-            if (isnan(q) || q < 0 || q > 1) {
-                char qs[32];
-                promql_eval_annotate(ctx, false, node->call.args[0]->pos,
-                                     "PromQL warning: quantile value should be between 0 and 1, "
-                                     "got %s",
-                                     promql_format_float(q, qs, sizeof(qs)));
-            }
-        }
         memset(bucket_count, 0, (ngroups + 1) * sizeof(size_t));
         for (size_t j = 0; j < cur.count; j++) {
             size_t si = cur.vec[j].series;
@@ -726,50 +751,60 @@ static promql_eval_value_t eval_histogram(promql_eval_ctx_t *ctx, const promql_n
             bk->upper = upper[si];
             bk->count = cur.vec[j].v;
         }
-        for (size_t g = 0; g < ngroups; g++) {
-            size_t n = bucket_count[g];
-            if (n == 0)
-                continue;
-            memcpy(scratch, &buckets[bucket_start[g]], n * sizeof(*scratch));
-            bool forced = false;
-            double v = fraction ? promql_bucket_fraction(p0[k], p1[k], scratch, n, &forced)
-                                : promql_bucket_quantile(p0[k], scratch, n, &forced);
-            if (forced && !fraction) {
-                const char *name = promql_labels_get(group_labels[g], "__name__");
-                buf_t nq = BUF_INIT;
-                if (name && *name)
-                    promql_go_quote(&nq, name);
-                promql_eval_annotate(
-                    ctx, true, vpos,
-                    "PromQL info: input to histogram_quantile needed to be fixed for "
-                    "monotonicity (see "
-                    "https://prometheus.io/docs/prometheus/latest/querying/functions/"
-                    "#histogram_quantile)%s%s",
-                    nq.len ? " for metric name " : "", nq.len ? nq.data : "");
-                buf_free(&nq);
+        size_t nq = fraction ? 1 : nparams;
+        for (size_t qi = 0; qi < nq; qi++) {
+            for (size_t g = 0; g < ngroups; g++) {
+                size_t n = bucket_count[g];
+                if (n == 0)
+                    continue;
+                memcpy(scratch, &buckets[bucket_start[g]], n * sizeof(*scratch));
+                bool forced = false;
+                double v = fraction ? promql_bucket_fraction(params[0][k], params[1][k], scratch, n,
+                                                             &forced)
+                                    : promql_bucket_quantile(params[qi][k], scratch, n, &forced);
+                if (forced && !fraction) {
+                    const char *name = promql_labels_get(group_labels[g], "__name__");
+                    buf_t nmq = BUF_INIT;
+                    if (name && *name)
+                        promql_go_quote(&nmq, name);
+                    promql_eval_annotate(
+                        ctx, true, info_pos,
+                        "PromQL info: input to histogram_quantile needed to be fixed for "
+                        "monotonicity (see "
+                        "https://prometheus.io/docs/prometheus/latest/querying/functions/"
+                        "#histogram_quantile)%s%s",
+                        nmq.len ? " for metric name " : "", nmq.len ? nmq.data : "");
+                    buf_free(&nmq);
+                }
+                const promql_labels_t *labels = group_labels[g];
+                if (multi) {
+                    char qs[40];
+                    format_openmetrics_float(params[qi][k], qs, sizeof(qs));
+                    promql_label_builder_reset(&b, labels);
+                    promql_label_builder_set(&b, qlabel, qs);
+                    labels = promql_label_builder_intern(ctx, &b);
+                }
+                promql_output_add(ctx, &out, labels, true, t, v);
             }
-            if (gindex[g] == SIZE_MAX) {
-                gindex[g] = out.m.count;
-                promql_matrix_add(ctx, &out.m, group_labels[g], true);
-            }
-            promql_series_push(ctx, &out.m.series[gindex[g]], t, v);
         }
     }
+    promql_eval_value_t res = {.type = PROMQL_VALUE_VECTOR};
+    res.m = promql_output_finish(ctx, &out);
+    promql_label_builder_free(&b);
     promql_cursor_free(ctx, &cur);
     promql_eval_release(ctx, buckets);
     promql_eval_release(ctx, scratch);
     promql_eval_release(ctx, bucket_count);
     promql_eval_release(ctx, bucket_start);
-    promql_eval_release(ctx, gseries);
-    promql_eval_release(ctx, gindex);
     promql_eval_release(ctx, group_of);
     promql_eval_release(ctx, upper);
     promql_eval_release(ctx, bad);
     promql_eval_release(ctx, group_labels);
-    promql_eval_release(ctx, p0);
-    promql_eval_release(ctx, p1);
+    for (size_t i = 0; i < nparams; i++)
+        promql_eval_release(ctx, params[i]);
+    promql_eval_release(ctx, params);
     promql_eval_value_free(ctx, &in);
-    return out;
+    return res;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -958,13 +993,13 @@ promql_eval_value_t promql_eval_call(promql_eval_ctx_t *ctx, const promql_node_t
     case PROMQL_FN_SORT_BY_LABEL:
     case PROMQL_FN_SORT_BY_LABEL_DESC: return eval_sort(ctx, node, range);
     case PROMQL_FN_HISTOGRAM_QUANTILE:
+    case PROMQL_FN_HISTOGRAM_QUANTILES:
     case PROMQL_FN_HISTOGRAM_FRACTION: return eval_histogram(ctx, node, range);
     case PROMQL_FN_HISTOGRAM_AVG:
     case PROMQL_FN_HISTOGRAM_COUNT:
     case PROMQL_FN_HISTOGRAM_SUM:
     case PROMQL_FN_HISTOGRAM_STDDEV:
-    case PROMQL_FN_HISTOGRAM_STDVAR:
-    case PROMQL_FN_HISTOGRAM_QUANTILES: {
+    case PROMQL_FN_HISTOGRAM_STDVAR: {
         /* Native histograms only: float samples give nothing. */
         promql_eval_value_t in = promql_eval_node(ctx, node->call.args[0], range);
         promql_eval_value_free(ctx, &in);
