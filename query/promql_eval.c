@@ -742,6 +742,13 @@ const promql_labels_t *promql_range_arg_labels(const promql_range_arg_t *a, size
     return a->fetched ? a->fetched->series[i].labels : a->owned.series[i].labels;
 }
 
+/* A window is loaded into memory as Prometheus's would be: it counts against max_samples. */
+static void window_check(promql_eval_ctx_t *ctx, size_t count)
+{
+    if (ctx->samples + count > ctx->max_samples)
+        promql_eval_count_samples(ctx, count); /* fails */
+}
+
 size_t promql_range_arg_window(promql_eval_ctx_t *ctx, promql_range_arg_t *a, size_t i, int64_t t,
                                promql_point_t **buf, size_t *buf_cap, int64_t *start, int64_t *end)
 {
@@ -763,6 +770,7 @@ size_t promql_range_arg_window(promql_eval_ctx_t *ctx, promql_range_arg_t *a, si
         while (hi < n && fs->t[hi] <= ref)
             hi++;
         size_t count = hi - lo;
+        window_check(ctx, count);
         if (count > *buf_cap) {
             *buf_cap = count * 2;
             *buf = promql_eval_realloc(ctx, *buf, *buf_cap * sizeof(**buf));
@@ -786,6 +794,7 @@ size_t promql_range_arg_window(promql_eval_ctx_t *ctx, promql_range_arg_t *a, si
     while (hi < n && s->points[hi].t <= ref)
         hi++;
     size_t count = hi - lo;
+    window_check(ctx, count);
     if (count > *buf_cap) {
         *buf_cap = count * 2;
         *buf = promql_eval_realloc(ctx, *buf, *buf_cap * sizeof(**buf));

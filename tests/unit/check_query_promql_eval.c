@@ -423,6 +423,12 @@ START_TEST(test_max_samples)
     ck_assert_int_eq(r.type, PROMQL_VALUE_NONE);
     ck_assert_uint_eq(r.series_count, 0);
     promql_result_free(&r);
+    /* A range selector's window counts too. */
+    instant_ok(&f, "sum_over_time(m[5s])", 50000, &r);
+    promql_result_free(&r);
+    ck_assert_int_eq(promql_query_instant(f.engine, "sum_over_time(m[30s])", 50000, NULL, &r), -1);
+    ck_assert_int_eq(r.error_type, PROMQL_ERROR_EXECUTION);
+    promql_result_free(&r);
     fixture_close(&f);
 }
 END_TEST
