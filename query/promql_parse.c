@@ -643,12 +643,12 @@ static bool parse_duration_value(parser_t *p, const promql_token_t *t, int64_t *
     double seconds;
     if (!parse_number_token(p, t, &seconds))
         return false;
-    double v = seconds * 1000.0;
-    if (!(v > -9.2e18 && v < 9.2e18)) {
+    /* Prometheus holds durations in int64 nanoseconds. */
+    if (!(seconds > -9223372036.854775807 && seconds < 9223372036.854775807)) {
         parser_fail_at(p, t->start, "duration out of range");
         return false;
     }
-    *ms = (int64_t)v;
+    *ms = (int64_t)(seconds * 1000.0);
     return true;
 }
 
@@ -1396,13 +1396,18 @@ static promql_node_t *parse_range_suffix(parser_t *p, promql_node_t *e, int *dep
     if (p->failed)
         goto fail;
     if (t->type != PROMQL_TOK_NUMBER && t->type != PROMQL_TOK_DURATION) {
-        parser_unexpected(p, t, "subquery selector", "number or duration");
+        parser_unexpected(p, t, "subquery or range selector",
+                          "number, duration, step(), or range()");
         goto fail;
     }
     consume(p);
     int64_t range_ms;
     if (!parse_duration_value(p, t, &range_ms))
         goto fail;
+    if (range_ms <= 0) {
+        parser_fail_at(p, t->start, "duration must be greater than 0");
+        goto fail;
+    }
     t = peek(p);
     if (p->failed)
         goto fail;
@@ -1477,7 +1482,7 @@ static bool parse_offset_suffix(parser_t *p, promql_node_t *e)
             return false;
     }
     if (t->type != PROMQL_TOK_NUMBER && t->type != PROMQL_TOK_DURATION) {
-        parser_unexpected(p, t, "offset", "number or duration");
+        parser_unexpected(p, t, "offset", "number, duration, step(), or range()");
         return false;
     }
     consume(p);
