@@ -482,15 +482,21 @@ static bool parse_go_int(const char *s, size_t len, int64_t *out)
     return true;
 }
 
+static int parse_go_float_text(char *buf, double *out);
+
 /* Go's strconv.ParseFloat(s, 64) for what the lexer produces. Returns 0, or -EINVAL (syntax)
  * or -ERANGE (overflow). */
 static int parse_go_float(const char *s, size_t len, double *out)
 {
-    char buf[128];
-    if (len >= sizeof(buf))
-        len = sizeof(buf) - 1; /* longer literals are not numbers the lexer makes valid */
-    memcpy(buf, s, len);
-    buf[len] = '\0';
+    char *buf = cairn_strndup(s, len);
+    int rc = parse_go_float_text(buf, out);
+    cairn_free(buf);
+    return rc;
+}
+
+/* parse_go_float on a NUL-terminated copy, which it modifies. */
+static int parse_go_float_text(char *buf, double *out)
+{
     for (char *c = buf; *c; c++)
         if (*c >= 'A' && *c <= 'Z')
             *c = (char)(*c - 'A' + 'a');
@@ -502,10 +508,30 @@ static int parse_go_float(const char *s, size_t len, double *out)
         *out = NAN;
         return 0;
     }
-    /* Decimal only: digits, one dot, an exponent. */
-    for (const char *c = buf; *c; c++)
-        if (!((*c >= '0' && *c <= '9') || *c == '.' || *c == 'e' || *c == '+' || *c == '-'))
+    /* Decimal only: digits, one dot, an exponent; '_' only between digits (Go's rule), and
+     * dropped. */
+    char saw = '^';
+    size_t n = 0;
+    for (const char *c = buf; *c; c++) {
+        if (*c >= '0' && *c <= '9') {
+            saw = '0';
+        } else if (*c == '_') {
+            if (saw != '0')
+                return -EINVAL;
+            saw = '_';
+            continue;
+        } else if (*c == '.' || *c == 'e' || *c == '+' || *c == '-') {
+            if (saw == '_')
+                return -EINVAL;
+            saw = '!';
+        } else {
             return -EINVAL;
+        }
+        buf[n++] = *c;
+    }
+    if (saw == '_')
+        return -EINVAL;
+    buf[n] = '\0';
     char *end;
     errno = 0;
     double v = strtod(buf, &end);
@@ -1388,27 +1414,179 @@ static void set_at(parser_t *p, promql_node_t *e, promql_at_t at, int64_t at_ms,
     e->pos.end = end;
 }
 
+/* ---- duration expressions ----------------------------------------------------------------
+ *
+ * Prometheus 3.x accepts arithmetic where a duration goes (experimental, enabled in
+ * promqltest): inside brackets `foo[5m * 2]`, `foo[1h:10s + 5s]`, and after offset a
+ * parenthesised expression or min(a, b) / max(a, b). Operands are numbers (seconds) and
+ * durations; + - * / % ^, unary signs, parentheses, min and max are folded to a constant here.
+ * step() and range(), which depend on the query's parameters, are refused with an error
+ * (the AST holds constant durations only).
+ */
+
+#define DURATION_EXPECTED "number, duration, step(), or range()"
+
+static bool parse_duration_expr(parser_t *p, int min_prec, const char *context, int depth,
+                                double *out);
+
+static bool token_is_range_word(parser_t *p, const promql_token_t *t)
+{
+    return t->type == PROMQL_TOK_IDENTIFIER && t->end - t->start == 5 &&
+           memcmp(p->query + t->start, "range", 5) == 0;
+}
+
+static bool token_starts_duration_call(parser_t *p, const promql_token_t *t)
+{
+    return t->type == PROMQL_TOK_LEFT_PAREN || t->type == PROMQL_TOK_STEP ||
+           t->type == PROMQL_TOK_MIN || t->type == PROMQL_TOK_MAX || token_is_range_word(p, t);
+}
+
+static bool expect_token(parser_t *p, promql_token_type_t type, const char *context,
+                         const char *expected)
+{
+    const promql_token_t *t = peek(p);
+    if (p->failed)
+        return false;
+    if (t->type != type) {
+        parser_unexpected(p, t, context, expected);
+        return false;
+    }
+    consume(p);
+    return true;
+}
+
+/* A literal, a signed operand, a parenthesised expression, or min()/max(). */
+static bool parse_duration_primary(parser_t *p, const char *context, int depth, double *out)
+{
+    if (!check_depth(p, depth, p->tokens[p->next].start))
+        return false;
+    const promql_token_t *t = peek(p);
+    if (p->failed)
+        return false;
+    switch (t->type) {
+    case PROMQL_TOK_NUMBER:
+    case PROMQL_TOK_DURATION: consume(p); return parse_number_or_duration(p, t, out);
+    case PROMQL_TOK_ADD:
+    case PROMQL_TOK_SUB:
+        consume(p);
+        if (!parse_duration_expr(p, PREC_POW, context, depth + 1, out))
+            return false;
+        if (t->type == PROMQL_TOK_SUB)
+            *out = -*out;
+        return true;
+    case PROMQL_TOK_LEFT_PAREN:
+        consume(p);
+        return parse_duration_expr(p, 0, context, depth + 1, out) &&
+               expect_token(p, PROMQL_TOK_RIGHT_PAREN, context, "\")\"");
+    case PROMQL_TOK_MIN:
+    case PROMQL_TOK_MAX: {
+        consume(p);
+        double a, b;
+        if (!expect_token(p, PROMQL_TOK_LEFT_PAREN, context, "\"(\"") ||
+            !parse_duration_expr(p, 0, context, depth + 1, &a) ||
+            !expect_token(p, PROMQL_TOK_COMMA, context, "\",\"") ||
+            !parse_duration_expr(p, 0, context, depth + 1, &b) ||
+            !expect_token(p, PROMQL_TOK_RIGHT_PAREN, context, "\")\""))
+            return false;
+        if (isnan(a) || isnan(b))
+            *out = NAN;
+        else
+            *out = t->type == PROMQL_TOK_MIN ? (a < b ? a : b) : (a > b ? a : b);
+        return true;
+    }
+    default: break;
+    }
+    if (t->type == PROMQL_TOK_STEP || token_is_range_word(p, t)) {
+        parser_fail_at(p, t->start, "step() and range() in duration expressions are not supported");
+        return false;
+    }
+    parser_unexpected(p, t, context, DURATION_EXPECTED);
+    return false;
+}
+
+static bool parse_duration_expr(parser_t *p, int min_prec, const char *context, int depth,
+                                double *out)
+{
+    if (!parse_duration_primary(p, context, depth, out))
+        return false;
+    for (;;) {
+        const promql_token_t *t = peek(p);
+        if (p->failed)
+            return false;
+        promql_binary_op_t op;
+        int prec = binary_op_of(t->type, &op);
+        if (prec < 4 || prec < min_prec || op == PROMQL_OP_ATAN2)
+            return true;
+        consume(p);
+        double rhs;
+        if (!parse_duration_expr(p, op == PROMQL_OP_POW ? prec : prec + 1, context, depth + 1,
+                                 &rhs))
+            return false;
+        switch (op) {
+        case PROMQL_OP_ADD: *out += rhs; break;
+        case PROMQL_OP_SUB: *out -= rhs; break;
+        case PROMQL_OP_MUL: *out *= rhs; break;
+        case PROMQL_OP_DIV:
+            if (rhs == 0) {
+                parser_fail_at(p, t->start, "division by zero");
+                return false;
+            }
+            *out /= rhs;
+            break;
+        case PROMQL_OP_MOD:
+            if (rhs == 0) {
+                parser_fail_at(p, t->start, "modulo by zero");
+                return false;
+            }
+            *out = fmod(*out, rhs);
+            break;
+        default: *out = pow(*out, rhs); break;
+        }
+    }
+}
+
+/* Seconds from a duration expression as milliseconds. */
+static bool duration_expr_ms(parser_t *p, double seconds, uint32_t offset, int64_t *ms)
+{
+    if (!(seconds > -9223372036.854775807 && seconds < 9223372036.854775807)) {
+        parser_fail_at(p, offset, "duration out of range");
+        return false;
+    }
+    *ms = (int64_t)llround(seconds * 1000.0);
+    return true;
+}
+
+/* A range or step inside brackets: a lone literal (exact), or a duration expression. */
+static bool parse_bracket_duration(parser_t *p, const char *context, int64_t *ms)
+{
+    const promql_token_t *t = peek(p);
+    if (p->failed)
+        return false;
+    if (t->type == PROMQL_TOK_NUMBER || t->type == PROMQL_TOK_DURATION) {
+        promql_token_type_t after = p->tokens[p->next + 1].type;
+        if (after == PROMQL_TOK_RIGHT_BRACKET || after == PROMQL_TOK_COLON) {
+            consume(p);
+            return parse_duration_value(p, t, ms);
+        }
+    }
+    double seconds;
+    return parse_duration_expr(p, 0, context, 1, &seconds) &&
+           duration_expr_ms(p, seconds, t->start, ms);
+}
+
 /* "[" range "]" or "[" range ":" [step] "]" after e. */
 static promql_node_t *parse_range_suffix(parser_t *p, promql_node_t *e, int *depth)
 {
     const promql_token_t *open = consume(p);
-    const promql_token_t *t = peek(p);
-    if (p->failed)
-        goto fail;
-    if (t->type != PROMQL_TOK_NUMBER && t->type != PROMQL_TOK_DURATION) {
-        parser_unexpected(p, t, "subquery or range selector",
-                          "number, duration, step(), or range()");
-        goto fail;
-    }
-    consume(p);
+    uint32_t range_start = p->tokens[p->next].start;
     int64_t range_ms;
-    if (!parse_duration_value(p, t, &range_ms))
+    if (!parse_bracket_duration(p, "subquery or range selector", &range_ms))
         goto fail;
     if (range_ms <= 0) {
-        parser_fail_at(p, t->start, "duration must be greater than 0");
+        parser_fail_at(p, range_start, "duration must be greater than 0");
         goto fail;
     }
-    t = peek(p);
+    const promql_token_t *t = peek(p);
     if (p->failed)
         goto fail;
     if (t->type == PROMQL_TOK_RIGHT_BRACKET) {
@@ -1439,10 +1617,14 @@ static promql_node_t *parse_range_suffix(parser_t *p, promql_node_t *e, int *dep
     t = peek(p);
     if (p->failed)
         goto fail;
-    if (t->type == PROMQL_TOK_NUMBER || t->type == PROMQL_TOK_DURATION) {
-        consume(p);
-        if (!parse_duration_value(p, t, &step_ms))
+    if (t->type != PROMQL_TOK_RIGHT_BRACKET) {
+        uint32_t step_start = t->start;
+        if (!parse_bracket_duration(p, "subquery selector", &step_ms))
             goto fail;
+        if (step_ms < 0) {
+            parser_fail_at(p, step_start, "duration must be greater than 0");
+            goto fail;
+        }
         t = peek(p);
         if (p->failed)
             goto fail;
@@ -1450,9 +1632,6 @@ static promql_node_t *parse_range_suffix(parser_t *p, promql_node_t *e, int *dep
             parser_unexpected(p, t, "subquery selector", "\"]\"");
             goto fail;
         }
-    } else if (t->type != PROMQL_TOK_RIGHT_BRACKET) {
-        parser_unexpected(p, t, "subquery selector", "number or duration or \"]\"");
-        goto fail;
     }
     consume(p);
     promql_node_t *sq = node_new(PROMQL_NODE_SUBQUERY, e->pos.start, t->end);
@@ -1466,7 +1645,8 @@ fail:
     return NULL;
 }
 
-/* "offset" ["-"] duration after e. */
+/* "offset" ["-"] (literal | "(" expr ")" | min(...) | max(...)) after e. A literal ends the
+ * offset: `foo offset 5m - 1` subtracts 1 from the offset selector. */
 static bool parse_offset_suffix(parser_t *p, promql_node_t *e)
 {
     consume(p);
@@ -1481,15 +1661,21 @@ static bool parse_offset_suffix(parser_t *p, promql_node_t *e)
         if (p->failed)
             return false;
     }
-    if (t->type != PROMQL_TOK_NUMBER && t->type != PROMQL_TOK_DURATION) {
-        parser_unexpected(p, t, "offset", "number, duration, step(), or range()");
+    int64_t ms;
+    if (t->type == PROMQL_TOK_NUMBER || t->type == PROMQL_TOK_DURATION) {
+        consume(p);
+        if (!parse_duration_value(p, t, &ms))
+            return false;
+    } else if (token_starts_duration_call(p, t)) {
+        double seconds;
+        if (!parse_duration_primary(p, "offset", 1, &seconds) ||
+            !duration_expr_ms(p, seconds, t->start, &ms))
+            return false;
+    } else {
+        parser_unexpected(p, t, "offset", DURATION_EXPECTED);
         return false;
     }
-    consume(p);
-    int64_t ms;
-    if (!parse_duration_value(p, t, &ms))
-        return false;
-    set_offset(p, e, negative ? -ms : ms, t->end);
+    set_offset(p, e, negative ? -ms : ms, p->tokens[p->next - 1].end);
     return !p->failed;
 }
 

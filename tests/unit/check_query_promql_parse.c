@@ -97,6 +97,8 @@ START_TEST(test_numbers)
     ck_assert(parse_number("-0755") == -493);
     ck_assert(parse_number("09") == 9); /* not octal: read as a decimal float */
     ck_assert(parse_number("1_000") == 1000);
+    ck_assert(parse_number("1_0.5") == 10.5); /* Go allows separators in floats too */
+    ck_assert(parse_number("1e1_0") == 1e10);
     ck_assert(parse_number("+5.5e-3") == 0.0055);
     ck_assert(parse_number("99999999999999999999") == 1e20);
     ck_assert(isinf(parse_number("Inf")) && parse_number("Inf") > 0);
@@ -713,6 +715,15 @@ START_TEST(test_format_round_trip)
         {"vector(time())", "vector(time())"},
         {"foo # comment\n + bar", "foo + bar"},
         {"predict_linear(foo[1h], 1h)", "predict_linear(foo[1h], 3600)"},
+        /* Duration expressions fold to constants. */
+        {"foo[11s+10s-5*2^2]", "foo[1s]"},
+        {"foo[-(10s-5s)+20s]", "foo[15s]"},
+        {"rate(foo[2m+2m])", "rate(foo[4m])"},
+        {"foo[4s+4s:1s*2] offset (5s-8)", "foo[8s:2s] offset -3s"},
+        {"foo[max(5s, 1m)] offset -min(1m, 1h)", "foo[1m] offset -1m"},
+        {"foo offset 5s-8", "foo offset 5s - 8"},
+        {"foo offset -1^1", "foo offset -1s ^ 1"},
+        {"foo offset -(1^2)", "foo offset -1s"},
     };
     for (size_t i = 0; i < CAIRN_ARRAY_LEN(cases); i++)
         check_format(cases[i].query, cases[i].printed);
@@ -835,6 +846,15 @@ static const struct {
     {"foo[1.5h]", "1:5: parse error: unknown unit \".\" in duration \"1.5h\""},
     {"foo[300y]", "1:5: parse error: duration out of range"},
     {"foo offset 9.5e10", "1:12: parse error: duration out of range"},
+    {"foo[-1]", "1:5: parse error: duration must be greater than 0"},
+    {"foo[0+-2^2]", "1:5: parse error: duration must be greater than 0"},
+    {"foo[5s/0d]", "1:7: parse error: division by zero"},
+    {"foo[5s%0d]", "1:7: parse error: modulo by zero"},
+    {"foo offset (4d/0)", "1:15: parse error: division by zero"},
+    {"foo[step()]",
+     "1:5: parse error: step() and range() in duration expressions are not supported"},
+    {"foo offset max(1m 2m)",
+     "1:19: parse error: unexpected duration \"2m\" in offset, expected \",\""},
     {"foo{a=~\"(\"}", NULL}, /* bad regex: message from the regex engine, checked below */
     {"unknown(foo)", "1:1: parse error: unknown function with name \"unknown\""},
     {"a>b()", "1:3: parse error: unknown function with name \"b\""},
@@ -846,6 +866,15 @@ static const struct {
                   "provided, expected 1, got 2"},
     {"1e400", "1:1: parse error: error parsing number: strconv.ParseFloat: parsing \"1e400\": "
               "value out of range"},
+    {"999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999",
+     "1:1: parse error: error parsing number: strconv.ParseFloat: parsing "
+     "\"999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+     "999999999999999999999999999999999999999\": value out of range"},
     {"0x", "1:1: parse error: error parsing number: strconv.ParseFloat: parsing \"0x\": invalid "
            "syntax"},
     /* Type errors. */
