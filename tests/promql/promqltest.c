@@ -326,7 +326,13 @@ static bool at_unsafe_function(promql_function_id_t id)
     case PROMQL_FN_YEAR:
     case PROMQL_FN_PREDICT_LINEAR:
     case PROMQL_FN_TIME:
-    case PROMQL_FN_TIMESTAMP: return true;
+    case PROMQL_FN_TIMESTAMP:
+    /* And the query-context functions, which give the evaluation time for an instant query
+     * (upstream skips queries with them, as their results would change too). */
+    case PROMQL_FN_START:
+    case PROMQL_FN_END:
+    case PROMQL_FN_RANGE:
+    case PROMQL_FN_STEP: return true;
     default: return false;
     }
 }
