@@ -126,10 +126,23 @@ static void json_point(buf_t *b, const promql_point_t *p)
     buf_append_char(b, ']');
 }
 
+/* The API's resultType names (kept here so that the rendering does not depend on the engine). */
+static const char *result_type_name(promql_value_type_t type)
+{
+    switch (type) {
+    case PROMQL_VALUE_SCALAR: return "scalar";
+    case PROMQL_VALUE_VECTOR: return "vector";
+    case PROMQL_VALUE_MATRIX: return "matrix";
+    case PROMQL_VALUE_STRING: return "string";
+    case PROMQL_VALUE_NONE: break;
+    }
+    return "none";
+}
+
 void api_json_query_data(buf_t *b, const promql_result_t *result, size_t series_limit)
 {
     buf_append_str(b, "{\"resultType\":");
-    api_json_string(b, promql_value_type_name(result->type));
+    api_json_string(b, result_type_name(result->type));
     buf_append_str(b, ",\"result\":");
     switch (result->type) {
     case PROMQL_VALUE_SCALAR:

@@ -39,6 +39,10 @@ int api_parse_go_float(const char *s, double *out)
         return -EINVAL;
     /* strtod also takes "infinity", "nan(...)" and hex floats, as does Go (but for the
      * parenthesised NaN payload, which the character check above already excludes). */
+    /* Go wants a 'p' exponent with a hexadecimal mantissa; strtod does not. */
+    const char *digits = s + (*s == '+' || *s == '-');
+    if (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') && !strpbrk(digits, "pP"))
+        return -EINVAL;
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
