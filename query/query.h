@@ -26,6 +26,7 @@ typedef struct query_options {
     int64_t timeout_ms;        /* --query.timeout, default 2m */
     uint64_t max_samples;      /* --query.max-samples, default 50000000 */
     uint64_t max_concurrency;  /* --query.max-concurrency, default 20 */
+    int64_t evaluation_interval_ms; /* default subquery step; 0 means 1m */
 } query_options_t;
 
 void query_options_init(query_options_t *opts);
