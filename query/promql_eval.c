@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "query/promql_eval_internal.h"
 
@@ -148,13 +149,35 @@ void promql_engine_free(promql_engine_t *engine)
     cairn_free(engine);
 }
 
-static void engine_acquire(promql_engine_t *e)
+/* Waits for a slot. Returns PROMQL_ERROR_NONE, or CANCELED / TIMEOUT when the query is
+ * canceled or its deadline (monotonic seconds) passes while it waits. */
+static promql_error_type_t engine_acquire(promql_engine_t *e, atomic_bool *cancel, double deadline)
 {
+    promql_error_type_t rc = PROMQL_ERROR_NONE;
     pthread_mutex_lock(&e->lock);
-    while (e->opts.max_concurrency > 0 && e->active >= e->opts.max_concurrency)
-        pthread_cond_wait(&e->cond, &e->lock);
-    e->active++;
+    while (e->opts.max_concurrency > 0 && e->active >= e->opts.max_concurrency) {
+        if (cancel && atomic_load(cancel)) {
+            rc = PROMQL_ERROR_CANCELED;
+            break;
+        }
+        if (time_monotonic_seconds() > deadline) {
+            rc = PROMQL_ERROR_TIMEOUT;
+            break;
+        }
+        /* Wake up now and then to notice cancellation and the deadline. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+    }
+    if (rc == PROMQL_ERROR_NONE)
+        e->active++;
     pthread_mutex_unlock(&e->lock);
+    return rc;
 }
 
 static void engine_release(promql_engine_t *e)
@@ -1070,7 +1093,14 @@ static int run_query(promql_engine_t *engine, const char *query, promql_eval_ran
     double started = time_monotonic_seconds();
     int64_t timeout_ms =
         params && params->timeout_ms > 0 ? params->timeout_ms : engine->opts.timeout_ms;
-    engine_acquire(engine);
+    double deadline = started + (timeout_ms > 0 ? (double)timeout_ms / 1000.0 : 1e12);
+    promql_error_type_t queued = engine_acquire(engine, params ? params->cancel : NULL, deadline);
+    if (queued != PROMQL_ERROR_NONE) {
+        set_error(out, queued,
+                  queued == PROMQL_ERROR_CANCELED ? "query was canceled in " QUERY_EXECUTION
+                                                  : "query timed out in " QUERY_EXECUTION);
+        return -1;
+    }
 
     cairn_error_t perr = {{0}};
     promql_node_t *root = promql_parse(query, &perr);
@@ -1102,7 +1132,7 @@ static int run_query(promql_engine_t *engine, const char *query, promql_eval_ran
                                                                : engine->opts.lookback_delta_ms;
     ctx->subquery_step_ms = engine->opts.evaluation_interval_ms;
     ctx->max_samples = engine->opts.max_samples ? engine->opts.max_samples : UINT64_MAX;
-    ctx->deadline = started + (timeout_ms > 0 ? (double)timeout_ms / 1000.0 : 1e12);
+    ctx->deadline = deadline;
     ctx->cancel = params ? params->cancel : NULL;
     promql_eval_memory_init(ctx);
 

@@ -223,7 +223,7 @@ static promql_eval_value_t eval_count_values(promql_eval_ctx_t *ctx, const promq
     promql_cursor_init(ctx, &cur, &in.m);
     promql_output_t out;
     promql_output_init(ctx, &out, range);
-    promql_label_builder_t b = {0};
+    promql_label_builder_t b = {.ctx = ctx};
     const promql_labels_t **keys = promql_eval_alloc(ctx, (in.m.count + 1) * sizeof(*keys));
     double *counts = promql_eval_alloc(ctx, (in.m.count + 1) * sizeof(*counts));
     promql_series_index_t ix;
@@ -383,7 +383,7 @@ promql_eval_value_t promql_eval_aggregate(promql_eval_ctx_t *ctx, const promql_n
 
     promql_eval_value_t in = promql_eval_node(ctx, node->aggregate.expr, range);
     /* Groups, once. */
-    promql_label_builder_t b = {0};
+    promql_label_builder_t b = {.ctx = ctx};
     promql_series_index_t ix;
     promql_series_index_init(ctx, &ix, in.m.count);
     size_t *group_of = promql_eval_alloc(ctx, (in.m.count + 1) * sizeof(size_t));

@@ -176,6 +176,7 @@ static void matching_init(promql_eval_ctx_t *ctx, matching_state_t *st,
                           const promql_eval_matrix_t *rhs)
 {
     memset(st, 0, sizeof(*st));
+    st->builder.ctx = ctx;
     st->matching = matching;
     promql_series_index_init(ctx, &st->sig_index, lhs->count + rhs->count);
     st->lhs_sig = signatures(ctx, st, lhs);
@@ -328,7 +329,7 @@ static promql_eval_value_t eval_vector_vector(promql_eval_ctx_t *ctx, const prom
     promql_series_index_t seen; /* result labels -> slot in stamps (many-to-one uniqueness) */
     promql_series_index_init(ctx, &seen, 16);
     size_t *stamps = NULL, stamp_count = 0, stamp_cap = 0;
-    promql_label_builder_t builder = {0};
+    promql_label_builder_t builder = {.ctx = ctx};
 
     promql_vector_cursor_t mc, oc;
     promql_cursor_init(ctx, &mc, many);

@@ -107,7 +107,7 @@ static const promql_labels_t *absent_labels(promql_eval_ctx_t *ctx, const promql
         arg = arg->matrix.vector;
     if (arg->kind != PROMQL_NODE_VECTOR_SELECTOR)
         return ctx->empty_labels;
-    promql_label_builder_t b = {0};
+    promql_label_builder_t b = {.ctx = ctx};
     size_t n = arg->selector.matcher_count;
     const char **seen = cairn_calloc(n + 1, sizeof(*seen));
     size_t nseen = 0;
@@ -398,7 +398,7 @@ static promql_eval_value_t eval_label_replace(promql_eval_ctx_t *ctx, const prom
                          "invalid destination label name in label_replace(): %s", dst);
     }
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    promql_label_builder_t b = {0};
+    promql_label_builder_t b = {.ctx = ctx};
     buf_t res = BUF_INIT;
     for (size_t i = 0; i < v.m.count; i++) {
         promql_eval_series_t *s = &v.m.series[i];
@@ -438,7 +438,7 @@ static promql_eval_value_t eval_label_join(promql_eval_ctx_t *ctx, const promql_
         promql_eval_fail(ctx, PROMQL_ERROR_EXECUTION,
                          "invalid destination label name in label_join(): %s", dst);
     promql_eval_value_t v = promql_eval_node(ctx, node->call.args[0], range);
-    promql_label_builder_t b = {0};
+    promql_label_builder_t b = {.ctx = ctx};
     buf_t joined = BUF_INIT;
     for (size_t i = 0; i < v.m.count; i++) {
         promql_eval_series_t *s = &v.m.series[i];
@@ -471,8 +471,9 @@ typedef struct sort_key {
     double v;
 } sort_key_t;
 
-static const char *const *sort_labels;
-static size_t sort_label_count;
+/* The labels of the current sort_by_label call (per thread: queries run concurrently). */
+static _Thread_local const char *const *sort_labels;
+static _Thread_local size_t sort_label_count;
 
 /* facette/natsort's Compare: chunks of digits compare as numbers, others as strings. */
 static bool natural_less(const char *a, const char *b)
@@ -672,7 +673,7 @@ static promql_eval_value_t eval_histogram(promql_eval_ctx_t *ctx, const promql_n
     promql_pos_t info_pos = node->call.args[1]->pos;
 
     /* Group (labels without `le`) per input series, once. */
-    promql_label_builder_t b = {0};
+    promql_label_builder_t b = {.ctx = ctx};
     promql_series_index_t ix;
     promql_series_index_init(ctx, &ix, in.m.count);
     size_t *group_of = promql_eval_alloc(ctx, (in.m.count + 1) * sizeof(size_t));

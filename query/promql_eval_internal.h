@@ -44,8 +44,12 @@ typedef struct promql_labels {
     promql_label_t items[];
 } promql_labels_t;
 
-/* A label set under construction: sorted by name; strings borrowed until interned. */
+struct promql_eval_ctx;
+
+/* A label set under construction: sorted by name; strings borrowed until interned. With ctx
+ * set, its memory is tracked by the query (freed even if evaluation fails). */
 typedef struct promql_label_builder {
+    struct promql_eval_ctx *ctx;
     promql_label_t *items;
     size_t count, cap;
 } promql_label_builder_t;

@@ -321,15 +321,22 @@ const promql_labels_t *promql_labels_drop_metadata(promql_eval_ctx_t *ctx,
 /* ---------------------------------------------------------------------------------------------
  * Builder
  */
+static void builder_grow(promql_label_builder_t *b, size_t cap)
+{
+    b->cap = cap;
+    if (b->ctx)
+        b->items = promql_eval_realloc(b->ctx, b->items, cap * sizeof(*b->items));
+    else
+        b->items = cairn_realloc(b->items, cap * sizeof(*b->items));
+}
+
 void promql_label_builder_reset(promql_label_builder_t *b, const promql_labels_t *ls)
 {
     b->count = 0;
     if (!ls)
         return;
-    if (b->cap < ls->count + 4) {
-        b->cap = ls->count + 4;
-        b->items = cairn_realloc(b->items, b->cap * sizeof(*b->items));
-    }
+    if (b->cap < ls->count + 4)
+        builder_grow(b, ls->count + 4);
     memcpy(b->items, ls->items, ls->count * sizeof(*b->items));
     b->count = ls->count;
 }
@@ -362,10 +369,8 @@ void promql_label_builder_set(promql_label_builder_t *b, const char *name, const
             break;
         i++;
     }
-    if (b->count == b->cap) {
-        b->cap = b->cap ? b->cap * 2 : 8;
-        b->items = cairn_realloc(b->items, b->cap * sizeof(*b->items));
-    }
+    if (b->count == b->cap)
+        builder_grow(b, b->cap ? b->cap * 2 : 8);
     memmove(b->items + i + 1, b->items + i, (b->count - i) * sizeof(*b->items));
     b->items[i].name = name;
     b->items[i].value = value;
@@ -393,7 +398,10 @@ const promql_labels_t *promql_label_builder_intern(promql_eval_ctx_t *ctx,
 
 void promql_label_builder_free(promql_label_builder_t *b)
 {
-    cairn_free(b->items);
+    if (b->ctx)
+        promql_eval_release(b->ctx, b->items);
+    else
+        cairn_free(b->items);
     b->items = NULL;
     b->count = b->cap = 0;
 }

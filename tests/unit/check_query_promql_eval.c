@@ -493,6 +493,42 @@ START_TEST(test_max_concurrency)
 }
 END_TEST
 
+static void *run_slow(void *arg)
+{
+    fixture_t *f = arg;
+    promql_result_t r;
+    promql_query_params_t p = {.timeout_ms = 1500};
+    promql_query_range(f->engine, "sum_over_time(vector(1)[1h:1s])", 0, 1000000 * (int64_t)1000,
+                       1000, &p, &r);
+    promql_result_free(&r);
+    return NULL;
+}
+
+/* A query waiting for a slot gives up at its deadline. */
+START_TEST(test_queue_timeout)
+{
+    query_options_t o;
+    query_options_init(&o);
+    o.max_concurrency = 1;
+    fixture_t f;
+    fixture_open(&f, &o);
+    pthread_t slow;
+    pthread_create(&slow, NULL, run_slow, &f);
+    usleep(200 * 1000);
+    promql_result_t r;
+    promql_query_params_t p = {.timeout_ms = 100};
+    ck_assert_int_eq(promql_query_instant(f.engine, "vector(1)", 0, &p, &r), -1);
+    ck_assert_int_eq(r.error_type, PROMQL_ERROR_TIMEOUT);
+    ck_assert_str_eq(r.error, "query timed out in query execution");
+    promql_result_free(&r);
+    pthread_join(slow, NULL);
+    /* The slot is free again. */
+    ck_assert_int_eq(promql_query_instant(f.engine, "vector(1)", 0, &p, &r), 0);
+    promql_result_free(&r);
+    fixture_close(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("promql_eval");
@@ -509,6 +545,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_max_samples);
     tcase_add_test(tc, test_timeout_and_cancel);
     tcase_add_test(tc, test_max_concurrency);
+    tcase_add_test(tc, test_queue_timeout);
     suite_add_tcase(s, tc);
     return s;
 }
