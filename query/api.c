@@ -920,8 +920,8 @@ static int compare_fed_labels(const void *a, const void *b)
                              &((const fed_sample_t *)b)->labels);
 }
 
-/* By metric name, keeping the label order among equal names (a merge sort's stability,
- * through the index). */
+/* By metric name; equal names keep their order in the samples array (label order), which
+ * the pointers' order is. */
 static int compare_fed_names(const void *a, const void *b)
 {
     const fed_sample_t *x = *(const fed_sample_t *const *)a, *y = *(const fed_sample_t *const *)b;
@@ -1226,20 +1226,21 @@ static const api_route_t api_routes[] = {
     {"/federate", API_GET, handle_federate},
 };
 
+/* Whether path has the form /api/v1/label/<name>/values. */
+static bool is_label_values_path(const char *path)
+{
+    char *name = label_values_name(path);
+    bool found = name != NULL;
+    cairn_free(name);
+    return found;
+}
+
 static const api_route_t *route_find(const char *path)
 {
     for (size_t i = 0; i < CAIRN_ARRAY_LEN(api_routes); i++) {
         const api_route_t *r = &api_routes[i];
-        if (r->path ? strcmp(r->path, path) == 0
-                    : strncmp(path, LABEL_VALUES_PREFIX, strlen(LABEL_VALUES_PREFIX)) == 0) {
-            if (!r->path) {
-                char *name = label_values_name(path);
-                if (!name)
-                    continue;
-                cairn_free(name);
-            }
+        if (r->path ? strcmp(r->path, path) == 0 : is_label_values_path(path))
             return r;
-        }
     }
     return NULL;
 }
