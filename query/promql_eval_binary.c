@@ -331,6 +331,14 @@ static promql_eval_value_t eval_vector_vector(promql_eval_ctx_t *ctx, const prom
     size_t *stamps = NULL, stamp_count = 0, stamp_cap = 0;
     promql_label_builder_t builder = {.ctx = ctx};
 
+    /* Result labels depend only on the pair of series: remember the last pair per "many"
+     * series. */
+    size_t *cache_one = promql_eval_alloc(ctx, (many->count + 1) * sizeof(size_t));
+    const promql_labels_t **cache_labels =
+        promql_eval_alloc(ctx, (many->count + 1) * sizeof(*cache_labels));
+    for (size_t i = 0; i < many->count; i++)
+        cache_one[i] = SIZE_MAX;
+
     promql_vector_cursor_t mc, oc;
     promql_cursor_init(ctx, &mc, many);
     promql_cursor_init(ctx, &oc, one);
@@ -364,8 +372,14 @@ static promql_eval_value_t eval_vector_vector(promql_eval_ctx_t *ctx, const prom
             double v = binop_value(node->binary.op, fl, fr, &keep);
             if (ret_bool)
                 v = keep ? 1 : 0;
-            const promql_labels_t *labels =
-                result_labels(ctx, &builder, node, ls->labels, rs->labels);
+            const promql_labels_t *labels;
+            if (cache_one[ls->series] == rs->series) {
+                labels = cache_labels[ls->series];
+            } else {
+                labels = result_labels(ctx, &builder, node, ls->labels, rs->labels);
+                cache_one[ls->series] = rs->series;
+                cache_labels[ls->series] = labels;
+            }
             if (card == PROMQL_CARD_ONE_TO_ONE) {
                 if (matched[sig])
                     promql_eval_fail(ctx, PROMQL_ERROR_EXECUTION,
@@ -404,6 +418,8 @@ static promql_eval_value_t eval_vector_vector(promql_eval_ctx_t *ctx, const prom
     promql_cursor_free(ctx, &oc);
     promql_eval_release(ctx, one_at);
     promql_eval_release(ctx, matched);
+    promql_eval_release(ctx, cache_one);
+    promql_eval_release(ctx, cache_labels);
     promql_eval_release(ctx, stamps);
     promql_series_index_free(ctx, &seen);
     promql_label_builder_free(&builder);

@@ -26,6 +26,14 @@ for t in $targets; do
   mkdir -p "$corpus"
   case "$t" in
     fuzz_config) cp -n "$src"/tests/unit/data/config/*.yml "$corpus"/ 2>/dev/null || true ;;
+    fuzz_promql_parse)
+      # One seed per eval query of the PromQL conformance corpus.
+      shared=${CAIRN_SHARED_DIR:-$src/../shared}
+      i=0
+      sed -nE 's/^eval[a-z_]* (instant at [^ ]+|range from [^ ]+ to [^ ]+ step [^ ]+) //p' \
+          "$shared"/conformance/promql/*.test 2>/dev/null | while IFS= read -r q; do
+        i=$((i + 1)); [ -e "$corpus/seed-$i" ] || printf '%s' "$q" > "$corpus/seed-$i"
+      done ;;
   esac
   echo "== $t for ${seconds}s"
   (cd "$dir" && "$dir/src/tests/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 \
