@@ -22,10 +22,10 @@
 #include "tsdb/tsdb.h"
 
 typedef struct query_options {
-    int64_t lookback_delta_ms; /* --query.lookback-delta, default 5m */
-    int64_t timeout_ms;        /* --query.timeout, default 2m */
-    uint64_t max_samples;      /* --query.max-samples, default 50000000 */
-    uint64_t max_concurrency;  /* --query.max-concurrency, default 20 */
+    int64_t lookback_delta_ms;      /* --query.lookback-delta, default 5m */
+    int64_t timeout_ms;             /* --query.timeout, default 2m */
+    uint64_t max_samples;           /* --query.max-samples, default 50000000 */
+    uint64_t max_concurrency;       /* --query.max-concurrency, default 20 */
     int64_t evaluation_interval_ms; /* default subquery step; 0 means 1m */
 } query_options_t;
 
@@ -123,10 +123,17 @@ int promql_query_range(promql_engine_t *engine, const char *query, int64_t start
 typedef struct query_api query_api_t;
 
 typedef struct query_api_options {
-    tsdb_t *db;              /* borrowed */
-    promql_engine_t *engine; /* borrowed */
-    const query_options_t *query;
-    label_list_t *external_labels;                      /* borrowed; added by /federate */
+    tsdb_t *db;                   /* borrowed */
+    promql_engine_t *engine;      /* borrowed */
+    const query_options_t *query; /* borrowed; lookback delta for /federate */
+    /* Fills *out (empty on entry) with a copy of the current external labels, which /federate
+     * adds to every series; called on request threads, so it must take the lock that guards
+     * the configuration. NULL: none. */
+    void (*external_labels)(void *ctx, label_list_t *out);
+    /* Whether the last configuration reload succeeded and when (ms) the configuration last
+     * changed, for /status/runtimeinfo. NULL: true and the start time. */
+    void (*config_status)(void *ctx, bool *success, int64_t *last_ms);
+    void *callback_ctx;
     const char *const *flag_names, *const *flag_values; /* for /status/flags (borrowed) */
     size_t flag_count;
     const char *version, *revision, *branch, *build_user, *build_date, *go_version;
@@ -134,10 +141,13 @@ typedef struct query_api_options {
     const char *storage_retention; /* e.g. "15d", for /status/runtimeinfo */
 } query_api_options_t;
 
+/* Parameters come as Go's http.Request.Form holds them: the form body's first, then the query
+ * string's, so that the first value of a name is the one Prometheus takes (a body value wins)
+ * and repeated names (match[]) keep every value in that order. */
 typedef struct query_api_request {
     const char *method;   /* "GET", "POST", ... */
-    const char *path;     /* e.g. "/api/v1/query", without the query string */
-    label_pair_t *params; /* query string then form body, in order, names may repeat */
+    const char *path;     /* e.g. "/api/v1/query", without the query string, %-decoded */
+    label_pair_t *params; /* form body then query string, in order, names may repeat */
     size_t param_count;
     atomic_bool *cancel; /* set by the transport when the client goes away; may be NULL */
 } query_api_request_t;
@@ -145,14 +155,19 @@ typedef struct query_api_request {
 typedef struct query_api_response {
     unsigned status;
     const char *content_type; /* static string */
-    buf_t body;
+    buf_t body;               /* owned by the caller, who frees it */
 } query_api_response_t;
 
+/* Creates the API; copies opts (the strings and arrays it points to stay borrowed). */
 query_api_t *query_api_new(const query_api_options_t *opts);
 void query_api_free(query_api_t *api);
-/* Whether path is one the API serves (so the transport can route it here). */
+/* Whether path is one the API serves (so the transport can route it here): /federate,
+ * /api/v1/{query,query_range,series,labels,export}, /api/v1/label/<name>/values and
+ * /api/v1/status/{buildinfo,runtimeinfo,flags,tsdb}. */
 bool query_api_handles(const char *path);
-/* Serves one request; thread-safe. */
+/* Serves one request, filling resp (status, content type, body; resp->body must be empty or
+ * initialised). Paths the API does not serve get 404, methods an endpoint does not take 405.
+ * Thread-safe; blocks for the duration of a query. */
 void query_api_handle(query_api_t *api, const query_api_request_t *req, query_api_response_t *resp);
 
 #endif /* CAIRN_QUERY_H */

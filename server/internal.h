@@ -5,6 +5,8 @@
  *                   body limit, gzip, request metrics, graceful stop
  *   web.c           the daemon's own endpoints (/metrics, /-/healthy, /-/ready, /-/reload, ...)
  *   self_metrics.c  build info, process and jemalloc figures for /metrics
+ *   api.c           the query API (query/query.h) on the HTTP server: routes, parameters,
+ *                   cancellation of queries whose client went away
  *   main.c          the daemon: flags, config, lifecycle, signals
  */
 #ifndef CAIRN_SERVER_INTERNAL_H
@@ -123,6 +125,15 @@ int server_reload(server_t *srv, cairn_error_t *err);
 
 /* Registers the daemon's endpoints on srv->http. */
 void web_register_routes(server_t *srv);
+
+/* The query API's routes and state (server/api.c). server_api_new registers the routes (call
+ * before web_register_routes, whose /api/ catch-all must come last); they answer 503 until
+ * server_api_open, called once srv->db is open, creates the engine and the API. Free after
+ * http_server_stop and before the storage closes. */
+typedef struct server_api server_api_t;
+server_api_t *server_api_new(server_t *srv);
+int server_api_open(server_api_t *api, int64_t start_time_ms);
+void server_api_free(server_api_t *api);
 
 /* Registers cairn_build_info and the process and jemalloc collectors in reg. */
 void self_metrics_register(metric_registry_t *reg);

@@ -119,6 +119,8 @@ static void register_server_metrics(server_t *srv, metric_registry_t *reg)
 static int run(server_flags_t *flags)
 {
     server_t srv = {.flags = flags};
+    server_api_t *api = NULL;
+    int64_t start_time_ms = time_now_ms();
     pthread_mutex_init(&srv.reload_lock, NULL);
     pthread_mutex_init(&srv.config_lock, NULL);
     metric_registry_t *reg = metric_registry_default();
@@ -148,6 +150,7 @@ static int run(server_flags_t *flags)
         goto fail_config;
 
     /* Serve first, so /-/healthy answers and /-/ready says 503 while the WAL replays. */
+    api = server_api_new(&srv);
     web_register_routes(&srv);
     if (http_server_start(srv.http, &err) < 0) {
         LOG_ERROR("Unable to start web listener", "err=%s", log_quote(err.message));
@@ -175,6 +178,10 @@ static int run(server_flags_t *flags)
     LOG_INFO("Storage opened", "series=%llu replayed_samples=%llu replay_seconds=%.3f",
              (unsigned long long)st.series, (unsigned long long)st.replayed_samples,
              st.replay_seconds);
+    if (server_api_open(api, start_time_ms) < 0) {
+        LOG_ERROR("Creating the query engine failed");
+        goto fail_engine;
+    }
 
     atomic_store(&srv.ready, true);
     metric_gauge_set(srv.ready_gauge, 1);
@@ -205,8 +212,11 @@ static int run(server_flags_t *flags)
 
     atomic_store(&srv.ready, false);
     metric_gauge_set(srv.ready_gauge, 0);
-    http_server_stop(srv.http, SHUTDOWN_DRAIN_SECONDS);
     status = 0;
+fail_engine:
+    http_server_stop(srv.http, SHUTDOWN_DRAIN_SECONDS);
+    server_api_free(api);
+    api = NULL;
     if (tsdb_close(srv.db) < 0) {
         LOG_ERROR("Closing storage failed");
         status = 1;
@@ -215,6 +225,7 @@ fail_storage:
 fail_start:
 fail_config:
     http_server_free(srv.http);
+    server_api_free(api);
 fail_http:
     pthread_mutex_lock(&srv.config_lock);
     config_free(srv.config);
