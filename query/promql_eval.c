@@ -1042,7 +1042,7 @@ static void build_result(promql_eval_ctx_t *ctx, const promql_node_t *root, prom
         bool vector = v->type == PROMQL_VALUE_VECTOR && !range_query;
         bool ordered = vector && root_is_ordered(root);
         finish_matrix(ctx, &v->m, vector, ordered);
-        if (!ordered)
+        if (!ordered && v->m.count > 1)
             qsort(v->m.series, v->m.count, sizeof(*v->m.series), compare_series_labels);
         out->type = vector ? PROMQL_VALUE_VECTOR : PROMQL_VALUE_MATRIX;
         out->ordered = ordered;
