@@ -23,6 +23,8 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "server/internal.h"
 
@@ -154,8 +156,8 @@ static bool has_form_body(const http_request_t *req)
 
 typedef struct disconnect_watch {
     int fd;
+    int done_fd;        /* eventfd: written when the query finished, to end the watch at once */
     atomic_bool cancel; /* the query's flag */
-    atomic_bool done;   /* the query finished: stop watching */
     pthread_t thread;
     bool started;
 } disconnect_watch_t;
@@ -163,15 +165,18 @@ typedef struct disconnect_watch {
 static void *watch_main(void *arg)
 {
     disconnect_watch_t *w = arg;
-    while (!atomic_load(&w->done)) {
-        struct pollfd p = {.fd = w->fd, .events = POLLRDHUP};
-        int r = poll(&p, 1, 50);
-        if (r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+    for (;;) {
+        struct pollfd p[2] = {{.fd = w->fd, .events = POLLRDHUP},
+                              {.fd = w->done_fd, .events = POLLIN}};
+        int r = poll(p, 2, -1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 || p[1].revents)
+            break;
+        if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
             atomic_store(&w->cancel, true);
             break;
         }
-        if (r < 0 && errno != EINTR)
-            break;
     }
     return NULL;
 }
@@ -179,21 +184,29 @@ static void *watch_main(void *arg)
 static void watch_start(disconnect_watch_t *w, const http_request_t *req)
 {
     atomic_init(&w->cancel, false);
-    atomic_init(&w->done, false);
     w->started = false;
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!info)
         return;
     w->fd = info->connect_fd;
+    w->done_fd = eventfd(0, EFD_CLOEXEC);
+    if (w->done_fd < 0)
+        return;
     w->started = pthread_create(&w->thread, NULL, watch_main, w) == 0;
+    if (!w->started)
+        close(w->done_fd);
 }
 
 static void watch_stop(disconnect_watch_t *w)
 {
-    atomic_store(&w->done, true);
-    if (w->started)
-        pthread_join(w->thread, NULL);
+    if (!w->started)
+        return;
+    uint64_t one = 1;
+    if (write(w->done_fd, &one, sizeof(one)) != sizeof(one))
+        LOG_WARN("Could not wake the disconnect watcher", "err=%s", strerror(errno));
+    pthread_join(w->thread, NULL);
+    close(w->done_fd);
 }
 
 /* ---- the handler ----------------------------------------------------------------------------- */
