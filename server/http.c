@@ -1,8 +1,9 @@
 /*
  * server/http.c: the HTTP server, on libmicrohttpd.
  *
- * Threads: MHD runs a pool of polling threads (one per core by default, poll); each accepted
- * connection is served by the thread that accepted it, and handlers run on that thread. The
+ * Threads: MHD runs a pool of polling threads (one per core by default, poll; the daemon asks
+ * for more, see main.c); each accepted connection is served by the thread that accepted it,
+ * and handlers run on that thread. The
  * listen socket is created here (getaddrinfo, bind, listen) and handed to MHD, so bind errors
  * are reported in our words and port 0 works.
  *

@@ -25,8 +25,9 @@ int server_listen_address_split(const char *address, char *host, size_t host_siz
  * HTTP server
  *
  * Routes are registered before http_server_start and never change afterwards, so request
- * threads read the table without a lock. Handlers run on the server's thread pool (one thread
- * per core); they must not block for long. A request body is collected up to the configured
+ * threads read the table without a lock. Handlers run on the server's thread pool (threads
+ * option); a handler that blocks (a query) holds up the other connections of its thread, so
+ * the daemon sizes the pool past its cores. A request body is collected up to the configured
  * limit before the handler runs; a larger one gets 413 without reaching the handler.
  */
 typedef struct http_server http_server_t;

@@ -130,10 +130,16 @@ static int run(server_flags_t *flags)
     int status = 1;
     cairn_error_t err = {{0}};
 
+    /* A handler runs a whole query on the thread that accepted its connection, so threads
+     * beyond the cores keep short requests from queueing behind long queries (the engine
+     * itself runs at most --query.max-concurrency queries at once). */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t threads = (cores > 0 ? (uint64_t)cores : 1) + flags->query.max_concurrency;
     http_server_options_t http_opts = {
         .listen_address = flags->listen_address,
         .max_connections = flags->max_connections,
         .max_request_body = flags->max_request_body,
+        .threads = threads > 64 ? 64 : (unsigned)threads,
         .registry = reg,
     };
     srv.http = http_server_new(&http_opts, &err);

@@ -586,6 +586,32 @@ START_TEST(test_float_format_random)
 }
 END_TEST
 
+/* Values as samples hold them: integers (counters, the integer fast path, up to and past
+ * 1e15 where it stops) and short decimals, against the same oracle. */
+START_TEST(test_float_format_random_decimal)
+{
+    static const char fmts[] = {'g', 'e', 'f'};
+    static const double scales[] = {1, 10, 1000, 1e6};
+    uint64_t state = UINT64_C(0x2545f4914f6cdd1d);
+    char out[FLOAT_BUF];
+    char want[FLOAT_BUF];
+    for (int i = 0; i < 100000; i++) {
+        uint64_t r = xorshift64(&state);
+        double v = (double)(r % UINT64_C(10000000000000000)) / scales[i % 4];
+        if (i % 8 == 0)
+            v = -v;
+        if (i % 16 == 1)
+            v = (double)(r % 1000000);
+        for (size_t f = 0; f < CAIRN_ARRAY_LEN(fmts); f++) {
+            float_format_go(v, fmts[f], out, sizeof out);
+            reference_format(v, fmts[f], want, sizeof want);
+            ck_assert_msg(strcmp(out, want) == 0, "%.17g: '%c' gives \"%s\", want \"%s\"", v,
+                          fmts[f], out, want);
+        }
+    }
+}
+END_TEST
+
 /* --- parse_uint64 / parse_int64 ------------------------------------------------------------- */
 
 START_TEST(test_parse_uint64_valid)
@@ -711,6 +737,7 @@ static Suite *parse_suite(void)
     tcase_add_loop_test(tc, test_float_format_table, 0, CAIRN_ARRAY_LEN(FLOAT_FORMAT));
     tcase_add_test(tc, test_float_format_f_extremes);
     tcase_add_test(tc, test_float_format_random);
+    tcase_add_test(tc, test_float_format_random_decimal);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("integer");
