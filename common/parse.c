@@ -237,36 +237,90 @@ char *bytesize_format(uint64_t bytes, char *out, size_t size)
 
 /* Shortest round-trip digits of a finite, non-zero |v|: digits[] without a point, and exp
  * such that v = 0.d1d2d3... * 10^(exp+1), i.e. d1 is at 10^exp. Returns the digit count. */
-static int shortest_digits(double v, char digits[18], int *exp)
+/* Rounds v to p significant digits (1 <= p <= 17): writes them to out and returns the decimal
+ * exponent. d25/e25 are v correctly rounded to 25 digits; rounding them again to p digits
+ * gives v correctly rounded to p digits unless they sit exactly on a p-digit tie (a '5' then
+ * zeros: any other boundary would be a 25-digit number nearer to v than d25), where the exact
+ * value decides: then printf rounds v itself. */
+static int round_digits(double v, const char d25[25], int e25, int p, char out[18])
+{
+    memcpy(out, d25, (size_t)p);
+    bool up = d25[p] > '5';
+    if (d25[p] == '5') {
+        bool rest_zero = true;
+        for (int i = p + 1; i < 25; i++)
+            rest_zero &= d25[i] == '0';
+        if (rest_zero) {
+            char tmp[40];
+            snprintf(tmp, sizeof(tmp), "%.*e", p - 1, v);
+            int n = 0;
+            const char *q = tmp;
+            for (; *q != 'e'; q++)
+                if (is_digit(*q))
+                    out[n++] = *q;
+            return atoi(q + 1);
+        }
+        up = true;
+    }
+    if (up) {
+        int i = p - 1;
+        while (i >= 0 && out[i] == '9')
+            out[i--] = '0';
+        if (i < 0) { /* 99..9 rounds to 100..0: one more power of ten */
+            out[0] = '1';
+            return e25 + 1;
+        }
+        out[i]++;
+    }
+    return e25;
+}
+
+static bool digits_round_trip(double v, const char *digits, int p, int exp)
 {
     char tmp[40];
+    int n = 0;
+    tmp[n++] = digits[0];
+    tmp[n++] = '.';
+    memcpy(tmp + n, digits + 1, (size_t)p - 1);
+    n += p - 1;
+    snprintf(tmp + n, sizeof(tmp) - (size_t)n, "e%d", exp);
+    return strtod(tmp, NULL) == v;
+}
+
+static int shortest_digits(double v, char digits[18], int *exp)
+{
     int nd = 0;
     if (v < 1e15 && v == (double)(int64_t)v) {
         /* Integral (counters mostly): its decimal digits are exact and shortest. */
+        char tmp[24];
         nd = snprintf(tmp, sizeof(tmp), "%" PRId64, (int64_t)v);
         *exp = nd - 1;
         memcpy(digits, tmp, (size_t)nd);
     } else {
         /* The fewest significant digits that parse back to v. Round-tripping is monotonic in
          * the precision (the nearest p-digit decimal is also a (p+1)-digit one, so more
-         * digits are never farther from v), so a binary search over 1..17 finds it in at
-         * most five formatting-and-parsing rounds instead of up to seventeen. */
+         * digits are never farther from v): a binary search over 1..17. Candidates come from
+         * one 25-digit printf (round_digits), so a search costs one printf and a few strtod. */
+        char tmp[48], d25[25];
+        snprintf(tmp, sizeof(tmp), "%.24e", v);
+        int n = 0;
+        const char *q = tmp;
+        for (; *q != 'e'; q++)
+            if (is_digit(*q))
+                d25[n++] = *q;
+        int e25 = atoi(q + 1);
+        char cand[18];
         int lo = 1, hi = 17;
         while (lo < hi) {
             int mid = (lo + hi) / 2;
-            snprintf(tmp, sizeof(tmp), "%.*e", mid - 1, v);
-            if (strtod(tmp, NULL) == v)
+            int e = round_digits(v, d25, e25, mid, cand);
+            if (digits_round_trip(v, cand, mid, e))
                 hi = mid;
             else
                 lo = mid + 1;
         }
-        snprintf(tmp, sizeof(tmp), "%.*e", lo - 1, v);
-        /* tmp is "d.ddde[+-]XX" (no sign: v > 0). */
-        const char *p = tmp;
-        for (; *p && *p != 'e'; p++)
-            if (is_digit(*p))
-                digits[nd++] = *p;
-        *exp = atoi(p + 1);
+        *exp = round_digits(v, d25, e25, lo, digits);
+        nd = lo;
     }
     while (nd > 1 && digits[nd - 1] == '0')
         nd--;

@@ -715,7 +715,9 @@ double promql_fn_time(promql_function_id_t id, double t_seconds)
 {
     int64_t secs = seconds_from_double(t_seconds);
     int64_t days = floor_div(secs, 86400);
-    int64_t second_of_day = secs - days * 86400;
+    int64_t second_of_day = secs % 86400; /* not secs - days * 86400: overflows near INT64_MIN */
+    if (second_of_day < 0)
+        second_of_day += 86400;
     int64_t year, month, day;
     civil_from_days(days, &year, &month, &day);
     switch (id) {

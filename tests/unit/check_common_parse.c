@@ -587,7 +587,7 @@ START_TEST(test_float_format_random)
 END_TEST
 
 /* Values as samples hold them: integers (counters, the integer fast path, up to and past
- * 1e15 where it stops) and short decimals, against the same oracle. */
+ * 1e15 where it stops), short decimals and dyadic fractions, against the same oracle. */
 START_TEST(test_float_format_random_decimal)
 {
     static const char fmts[] = {'g', 'e', 'f'};
@@ -602,6 +602,8 @@ START_TEST(test_float_format_random_decimal)
             v = -v;
         if (i % 16 == 1)
             v = (double)(r % 1000000);
+        if (i % 16 == 2) /* dyadic: exact decimal expansions, so exact ties when shortened */
+            v = (double)(r % 1048576) / (double)(UINT64_C(1) << (r >> 58));
         for (size_t f = 0; f < CAIRN_ARRAY_LEN(fmts); f++) {
             float_format_go(v, fmts[f], out, sizeof out);
             reference_format(v, fmts[f], want, sizeof want);
