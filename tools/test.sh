@@ -8,6 +8,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./tools/setup.sh
+# Peers the integration tests run against: Debian's promtool (package prometheus). Installing
+# the package would start its service; a policy-rc.d keeps it stopped.
+if ! command -v promtool >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus \
+    >/dev/null
+  $sudo rm -f /usr/sbin/policy-rc.d
+fi
+# Tests that need a peer fail instead of skipping when it is missing.
+export CAIRN_REQUIRE_PEERS=1
 
 status=0
 make -j"$(nproc)" check || status=$?

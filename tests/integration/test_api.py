@@ -603,6 +603,8 @@ class ApiTest(unittest.TestCase):
     def promtool(self, *args):
         exe = shutil.which("promtool")
         if not exe:
+            if os.environ.get("CAIRN_REQUIRE_PEERS") == "1":
+                self.fail("promtool is not installed (Debian package prometheus)")
             self.skipTest("promtool is not installed (Debian package prometheus)")
         return cairn_test.run([exe] + list(args), timeout=30)
 
@@ -628,6 +630,85 @@ class ApiTest(unittest.TestCase):
         self.assertIn('up{instance="a:1", job="node"} =>', res.stdout)
         for k in range(0, POINTS, 4):
             self.assertIn("%d @[%d]" % (k, (BASE_MS + k * STEP_MS) // 1000), res.stdout)
+
+
+class _LimitDaemon(unittest.TestCase):
+    """A daemon with extra flags (ARGS) on the same data set."""
+
+    ARGS = []
+
+    @classmethod
+    def setUpClass(cls):
+        cls._tmp = tempfile.TemporaryDirectory(prefix="cairn-api-limits-")
+        data_dir = os.path.join(cls._tmp.name, "data")
+        result = subprocess.run([WRITER, data_dir], input=data_lines(), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        if result.returncode != 0:
+            raise AssertionError("api_data_writer failed: %s %s" % (result.stdout, result.stderr))
+        cls.proc = CairnProcess(args=cls.ARGS, config_text=CONFIG, tmpdir=cls._tmp.name,
+                                data_dir=data_dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.stop()
+        log = cls.proc.log()
+        cls._tmp.cleanup()
+        marker = cairn_test.crash_report(log)
+        if marker:
+            raise AssertionError("cairn stderr contains %r:\n%s" % (marker, log[-6000:]))
+
+    def query(self, params):
+        status, headers, body = self.proc.request(
+            "GET", "/api/v1/query?" + urllib.parse.urlencode(params))
+        self.assertEqual(headers.get("Content-Type"), "application/json")
+        return status, json.loads(body)
+
+
+class ApiMaxSamplesTest(_LimitDaemon):
+    """--query.max-samples over HTTP: 422 execution with Prometheus's message."""
+
+    ARGS = ["--query.max-samples=100"]
+
+    def test_max_samples(self):
+        t = "%.3f" % (LAST_MS / 1000)
+        # 15 series, one sample each: within the limit.
+        status, doc = self.query({"query": "many", "time": t})
+        self.assertEqual(status, 200, doc)
+        self.assertEqual(len(doc["data"]["result"]), 15)
+        # 15 series x 21 samples in the range: over it.
+        status, doc = self.query({"query": "many[10m]", "time": t})
+        self.assertEqual(status, 422, doc)
+        self.assertEqual(doc["errorType"], "execution")
+        self.assertEqual(doc["error"], "query processing would load too many samples into "
+                         "memory in query execution")
+
+
+class ApiTimeoutTest(_LimitDaemon):
+    """--query.timeout and the timeout parameter over HTTP: 503 timeout."""
+
+    ARGS = ["--query.timeout=300ms"]
+    SLOW = "count_over_time(sum(many)[48h:1ms])"  # seconds of work
+
+    def test_timeout_flag(self):
+        started = time.monotonic()
+        status, doc = self.query({"query": self.SLOW, "time": "%d" % (LAST_MS // 1000)})
+        self.assertEqual(status, 503, doc)
+        self.assertEqual(doc["errorType"], "timeout")
+        self.assertTrue(doc["error"].startswith("query timed out in "), doc["error"])
+        self.assertLess(time.monotonic() - started, 5)
+
+
+class ApiTimeoutParameterTest(_LimitDaemon):
+    """The timeout parameter over HTTP, with the flag's default of 2m: the slow query (seconds
+    of work, then over 50M samples) must end with 503 timeout well before either."""
+
+    def test_timeout_parameter(self):
+        started = time.monotonic()
+        status, doc = self.query({"query": ApiTimeoutTest.SLOW,
+                                  "time": "%d" % (LAST_MS // 1000), "timeout": "50ms"})
+        self.assertEqual(status, 503, doc)
+        self.assertEqual(doc["errorType"], "timeout")
+        self.assertLess(time.monotonic() - started, 3)
 
 
 if __name__ == "__main__":
