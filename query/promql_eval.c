@@ -40,6 +40,7 @@
 struct promql_engine {
     tsdb_t *db;
     query_options_t opts;
+    _Atomic int64_t default_step_ms; /* subquery step when a subquery gives none */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     uint64_t active;
@@ -133,11 +134,16 @@ promql_engine_t *promql_engine_new(tsdb_t *db, const query_options_t *opts)
         query_options_init(&e->opts);
     if (e->opts.lookback_delta_ms <= 0)
         e->opts.lookback_delta_ms = 5 * 60 * 1000;
-    if (e->opts.evaluation_interval_ms <= 0)
-        e->opts.evaluation_interval_ms = DEFAULT_STEP_MS;
+    promql_engine_set_default_step(e, e->opts.evaluation_interval_ms);
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     return e;
+}
+
+void promql_engine_set_default_step(promql_engine_t *engine, int64_t step_ms)
+{
+    atomic_store_explicit(&engine->default_step_ms, step_ms > 0 ? step_ms : DEFAULT_STEP_MS,
+                          memory_order_relaxed);
 }
 
 void promql_engine_free(promql_engine_t *engine)
@@ -1139,7 +1145,7 @@ static int run_query(promql_engine_t *engine, const char *query, promql_eval_ran
     ctx->range_query = range_query;
     ctx->lookback_ms = params && params->lookback_delta_ms > 0 ? params->lookback_delta_ms
                                                                : engine->opts.lookback_delta_ms;
-    ctx->subquery_step_ms = engine->opts.evaluation_interval_ms;
+    ctx->subquery_step_ms = atomic_load_explicit(&engine->default_step_ms, memory_order_relaxed);
     ctx->max_samples = engine->opts.max_samples ? engine->opts.max_samples : UINT64_MAX;
     ctx->deadline = deadline;
     ctx->cancel = params ? params->cancel : NULL;

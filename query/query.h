@@ -99,6 +99,10 @@ typedef struct promql_engine promql_engine_t;
 promql_engine_t *promql_engine_new(tsdb_t *db, const query_options_t *opts);
 void promql_engine_free(promql_engine_t *engine);
 
+/* Sets the default subquery step (the configuration's global.evaluation_interval, as in
+ * Prometheus), for queries that start afterwards; step_ms <= 0 restores 1m. Thread-safe. */
+void promql_engine_set_default_step(promql_engine_t *engine, int64_t step_ms);
+
 /* Per-query settings; zero fields take the engine's options. */
 typedef struct promql_query_params {
     int64_t lookback_delta_ms; /* 0: the engine's */

@@ -237,6 +237,8 @@ static void handle_api(void *ctx, const http_request_t *req, http_response_t *re
         .cancel = is_query ? &watch.cancel : NULL,
     };
     query_api_response_t qresp = {.status = 200};
+    /* Subqueries without a step use the current configuration's evaluation interval. */
+    promql_engine_set_default_step(a->engine, atomic_load(&a->srv->evaluation_interval_ms));
     query_api_handle(api, &qreq, &qresp);
     if (is_query)
         watch_stop(&watch);

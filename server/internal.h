@@ -107,9 +107,10 @@ typedef struct server {
     tsdb_t *db;        /* the storage, once opened */
     char *self_target; /* host:port the embedded default config scrapes */
 
-    pthread_mutex_t reload_lock; /* serialises reloads (SIGHUP and /-/reload) */
-    pthread_mutex_t config_lock; /* guards config */
-    cairn_config_t *config;      /* current configuration */
+    pthread_mutex_t reload_lock;            /* serialises reloads (SIGHUP and /-/reload) */
+    pthread_mutex_t config_lock;            /* guards config */
+    cairn_config_t *config;                 /* current configuration */
+    _Atomic int64_t evaluation_interval_ms; /* config's global.evaluation_interval */
 
     _Atomic bool ready;          /* /-/ready answers 200 */
     _Atomic bool quit_requested; /* /-/quit was called */

@@ -46,6 +46,7 @@ int server_reload(server_t *srv, cairn_error_t *err)
     cairn_config_t *old = srv->config;
     srv->config = cfg;
     pthread_mutex_unlock(&srv->config_lock);
+    atomic_store(&srv->evaluation_interval_ms, cfg->evaluation_interval_ms);
     config_free(old);
 
     metric_gauge_set(srv->reload_successful, 1);

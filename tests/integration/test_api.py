@@ -633,9 +633,10 @@ class ApiTest(unittest.TestCase):
 
 
 class _LimitDaemon(unittest.TestCase):
-    """A daemon with extra flags (ARGS) on the same data set."""
+    """A daemon with extra flags (ARGS) and configuration (CONFIG) on the same data set."""
 
     ARGS = []
+    CONFIG = CONFIG
 
     @classmethod
     def setUpClass(cls):
@@ -645,7 +646,7 @@ class _LimitDaemon(unittest.TestCase):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         if result.returncode != 0:
             raise AssertionError("api_data_writer failed: %s %s" % (result.stdout, result.stderr))
-        cls.proc = CairnProcess(args=cls.ARGS, config_text=CONFIG, tmpdir=cls._tmp.name,
+        cls.proc = CairnProcess(args=cls.ARGS, config_text=cls.CONFIG, tmpdir=cls._tmp.name,
                                 data_dir=data_dir)
 
     @classmethod
@@ -709,6 +710,25 @@ class ApiTimeoutParameterTest(_LimitDaemon):
         self.assertEqual(status, 503, doc)
         self.assertEqual(doc["errorType"], "timeout")
         self.assertLess(time.monotonic() - started, 3)
+
+
+class ApiSubqueryStepTest(_LimitDaemon):
+    """A subquery without a step uses global.evaluation_interval (here 15s; the other daemons
+    have the default, 1m), as in Prometheus, also after a reload."""
+
+    ARGS = ["--web.enable-lifecycle"]
+    CONFIG = "global:\n  evaluation_interval: 15s\nscrape_configs: []\n"
+
+    def test_default_subquery_step(self):
+        t = "%d" % (LAST_MS // 60000 * 60)
+        status, doc = self.query({"query": "count_over_time(vector(1)[1m:])", "time": t})
+        self.assertEqual(status, 200, doc)
+        self.assertEqual(doc["data"]["result"][0]["value"][1], "4")
+        self.proc.write_config("global:\n  evaluation_interval: 30s\nscrape_configs: []\n")
+        status, _, body = self.proc.request("POST", "/-/reload")
+        self.assertEqual(status, 200, body)
+        status, doc = self.query({"query": "count_over_time(vector(1)[1m:])", "time": t})
+        self.assertEqual(doc["data"]["result"][0]["value"][1], "2")
 
 
 if __name__ == "__main__":
