@@ -215,6 +215,8 @@ char *bytesize_format(uint64_t bytes, char *out, size_t size);
  * 330 bytes. */
 size_t float_format_go(double v, char fmt, char *out, size_t size);
 
+/* The value of a hexadecimal digit (0-9, a-f, A-F), or -1. */
+int hex_digit_value(char c);
 /* Parses an unsigned decimal integer with overflow checks; the whole string must be consumed. */
 int parse_uint64(const char *s, uint64_t *out);
 /* Parses a signed decimal integer with overflow checks; the whole string must be consumed. */

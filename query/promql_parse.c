@@ -458,15 +458,8 @@ static bool parse_go_int(const char *s, size_t len, int64_t *out)
             saw = '_';
             continue;
         }
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return false;
-        if (d >= base)
+        d = hex_digit_value(c);
+        if (d < 0 || d >= base)
             return false;
         saw = '0';
         any_digit = true;
@@ -702,17 +695,6 @@ static void append_utf8(buf_t *b, uint32_t r)
     }
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The value of a STRING token. The lexer has validated its escapes; this applies them (Go's
  * rules: \x and octal escapes give bytes, \u and \U give UTF-8). A NUL byte ends the C
  * string. */
@@ -751,8 +733,8 @@ static char *unquote_string(const char *s, size_t len)
         case 'U': {
             int n = c == 'x' ? 2 : c == 'u' ? 4 : 8;
             uint32_t v = 0;
-            for (int i = 0; i < n && s < end && hex_digit(*s) >= 0; i++)
-                v = v * 16 + (uint32_t)hex_digit(*s++);
+            for (int i = 0; i < n && s < end && hex_digit_value(*s) >= 0; i++)
+                v = v * 16 + (uint32_t)hex_digit_value(*s++);
             if (c == 'x')
                 buf_append_char(&b, (char)v);
             else

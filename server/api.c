@@ -62,17 +62,6 @@ static void param_list_free(param_list_t *l)
     cairn_free(l->items);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes [s, s+len) as Go's url.QueryUnescape: '+' is a space, %XX a byte. NULL if an escape
  * is malformed. */
 static char *query_unescape(const char *s, size_t len)
@@ -83,8 +72,8 @@ static char *query_unescape(const char *s, size_t len)
         if (s[i] == '+') {
             out[n++] = ' ';
         } else if (s[i] == '%') {
-            int hi = i + 2 < len ? hex_value(s[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_value(s[i + 2]) : -1;
+            int hi = i + 2 < len ? hex_digit_value(s[i + 1]) : -1;
+            int lo = i + 2 < len ? hex_digit_value(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 cairn_free(out);
                 return NULL;

@@ -51,17 +51,6 @@ static bool is_name_char(char c)
     return is_name_start(c) || (c >= '0' && c <= '9');
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static void append_utf8(buf_t *b, uint32_t cp)
 {
     char out[4];
@@ -135,7 +124,7 @@ static char *unquote(const char **p, cairn_error_t *err)
         if (digits) {
             uint32_t cp = 0;
             for (int i = 1; i <= digits; i++) {
-                int d = hex_digit(s[i]);
+                int d = hex_digit_value(s[i]);
                 if (d < 0) {
                     cairn_error_set(err, -EINVAL, "bad \\%c escape sequence", *s);
                     buf_free(&b);
