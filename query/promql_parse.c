@@ -2275,7 +2275,16 @@ void promql_node_format(const promql_node_t *n, buf_t *out)
         break;
     case PROMQL_NODE_BINARY: {
         const promql_matching_t *m = n->binary.matching;
-        promql_node_format(n->binary.lhs, out);
+        /* ^ binds tighter than a sign: a literal printed with one ("+Inf" for Inf) needs
+         * parentheses on its left, or the text would parse as a unary expression. */
+        const promql_node_t *lhs = n->binary.lhs;
+        bool wrap = n->binary.op == PROMQL_OP_POW && lhs->kind == PROMQL_NODE_NUMBER &&
+                    (signbit(lhs->number) || isinf(lhs->number));
+        if (wrap)
+            buf_append_char(out, '(');
+        promql_node_format(lhs, out);
+        if (wrap)
+            buf_append_char(out, ')');
         buf_append_char(out, ' ');
         buf_append_str(out, promql_binary_op_name(n->binary.op));
         if (n->binary.return_bool)

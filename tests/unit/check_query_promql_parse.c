@@ -674,6 +674,8 @@ START_TEST(test_format_round_trip)
         {"-Inf", "-Inf"},
         {"+Inf", "+Inf"},
         {"NaN", "NaN"},
+        {"inf^.3", "(+Inf) ^ 0.3"},   /* "+Inf ^ 0.3" would parse as +(Inf ^ 0.3) */
+        {"-inf^.3", "-(+Inf) ^ 0.3"}, /* found by the fuzzer */
         {"\"a\\nb\\\"c\"", "\"a\\nb\\\"c\""},
         {"`a\\b`", "\"a\\\\b\""},
         {"foo", "foo"},
