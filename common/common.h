@@ -215,6 +215,9 @@ char *bytesize_format(uint64_t bytes, char *out, size_t size);
  * 330 bytes. */
 size_t float_format_go(double v, char fmt, char *out, size_t size);
 
+/* Whether s[0..len) is valid UTF-8 as Go's utf8.Valid decides: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+bool utf8_valid(const char *s, size_t len);
 /* The value of a hexadecimal digit (0-9, a-f, A-F), or -1. */
 int hex_digit_value(char c);
 /* Parses an unsigned decimal integer with overflow checks; the whole string must be consumed. */

@@ -33,25 +33,6 @@ typedef struct agg_group {
     size_t heap_count, heap_cap;
 } agg_group_t;
 
-static bool valid_utf8(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-        size_t len = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc2 ? 2 : 0;
-        if (len == 0 || *p > 0xf4)
-            return false;
-        for (size_t i = 1; i < len; i++)
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-        p += len;
-    }
-    return true;
-}
-
 /* Go's strconv.Quote for the label-name error (ASCII printable kept, others escaped). */
 static void quote_string(buf_t *out, const char *s)
 {
@@ -210,7 +191,7 @@ static promql_eval_value_t eval_count_values(promql_eval_ctx_t *ctx, const promq
 {
     const promql_node_t *param = promql_unwrap_parens(node->aggregate.param);
     const char *label = param->string;
-    if (!*label || !valid_utf8(label)) {
+    if (!*label || !utf8_valid(label, strlen(label))) {
         buf_t q = BUF_INIT;
         quote_string(&q, label);
         char text[CAIRN_ERROR_MAX];

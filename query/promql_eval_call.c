@@ -42,25 +42,10 @@ static bool node_is_range_arg(const promql_node_t *n)
     return n->kind == PROMQL_NODE_MATRIX_SELECTOR || n->kind == PROMQL_NODE_SUBQUERY;
 }
 
+/* A label name as Prometheus 3.x accepts it: any non-empty valid UTF-8. */
 static bool valid_label_name(const char *s)
 {
-    if (!*s)
-        return false;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-        size_t len = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc2 ? 2 : 0;
-        if (len == 0 || *p > 0xf4)
-            return false;
-        for (size_t i = 1; i < len; i++)
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-        p += len;
-    }
-    return true;
+    return *s && utf8_valid(s, strlen(s));
 }
 
 static const char *string_arg(const promql_node_t *node, size_t i)

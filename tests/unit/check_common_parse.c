@@ -614,6 +614,42 @@ START_TEST(test_float_format_random_decimal)
 }
 END_TEST
 
+/* --- utf8_valid --------------------------------------------------------------------------- */
+
+START_TEST(test_utf8_valid)
+{
+    static const struct {
+        const char *s;
+        bool valid;
+    } cases[] = {
+        {"", true},
+        {"plain ascii", true},
+        {"\xc3\xa9t\xc3\xa9", true}, /* été */
+        {"\xe2\x82\xac", true},      /* U+20AC */
+        {"\xf0\x9f\x98\x80", true},  /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", true},  /* U+10FFFF */
+        {"\xed\x9f\xbf", true},      /* U+D7FF, below the surrogates */
+        {"\x80", false},             /* a continuation byte first */
+        {"\xc3", false},             /* truncated */
+        {"\xc0\xaf", false},         /* overlong '/' */
+        {"\xc1\xbf", false},         /* overlong */
+        {"\xe0\x80\xaf", false},     /* overlong */
+        {"\xed\xa0\x80", false},     /* U+D800, a surrogate */
+        {"\xf0\x80\x80\xaf", false}, /* overlong */
+        {"\xf4\x90\x80\x80", false}, /* above U+10FFFF */
+        {"\xf5\x80\x80\x80", false}, /* lead byte out of range */
+        {"\xe2\x82", false},         /* truncated */
+        {"a\xe2\x28\xa1", false},    /* bad continuation */
+        {"\xff", false},
+    };
+    for (size_t i = 0; i < CAIRN_ARRAY_LEN(cases); i++)
+        ck_assert_msg(utf8_valid(cases[i].s, strlen(cases[i].s)) == cases[i].valid,
+                      "case %zu: want %d", i, cases[i].valid);
+    /* The length bounds the check: a valid prefix of an invalid string. */
+    ck_assert(utf8_valid("ab\xff", 2));
+}
+END_TEST
+
 /* --- parse_uint64 / parse_int64 ------------------------------------------------------------- */
 
 START_TEST(test_parse_uint64_valid)
@@ -740,6 +776,7 @@ static Suite *parse_suite(void)
     tcase_add_test(tc, test_float_format_f_extremes);
     tcase_add_test(tc, test_float_format_random);
     tcase_add_test(tc, test_float_format_random_decimal);
+    tcase_add_test(tc, test_utf8_valid);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("integer");
