@@ -28,6 +28,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "query/promql_ast.h"
 #include "query/promql_lex.h"
@@ -2163,7 +2164,11 @@ static void format_label_list(buf_t *out, char *const *labels, size_t count)
     for (size_t i = 0; i < count; i++) {
         if (i > 0)
             buf_append_str(out, ", ");
-        format_label_name(out, labels[i]);
+        /* In a grouping list, inf and nan (any case) lex as numbers: quote them. */
+        if (strcasecmp(labels[i], "inf") == 0 || strcasecmp(labels[i], "nan") == 0)
+            promql_quote_go(out, labels[i], strlen(labels[i]));
+        else
+            format_label_name(out, labels[i]);
     }
     buf_append_char(out, ')');
 }

@@ -676,6 +676,8 @@ START_TEST(test_format_round_trip)
         {"NaN", "NaN"},
         {"inf^.3", "(+Inf) ^ 0.3"},   /* "+Inf ^ 0.3" would parse as +(Inf ^ 0.3) */
         {"-inf^.3", "-(+Inf) ^ 0.3"}, /* found by the fuzzer */
+        {"sum by (\"inf\", \"NaN\") (x)", "sum by (\"inf\", \"NaN\") (x)"}, /* and this */
+        {"a + on (\"Inf\") b", "a + on (\"Inf\") b"},
         {"\"a\\nb\\\"c\"", "\"a\\nb\\\"c\""},
         {"`a\\b`", "\"a\\\\b\""},
         {"foo", "foo"},
