@@ -17,7 +17,10 @@
  * matchers, topk; each as an instant query and as a range query over the last hour) against a
  * Prometheus-compatible HTTP API (Cairn's or Prometheus's) from --concurrency client threads,
  * and prints latency percentiles per query and overall. Every response must be HTTP 200 with
- * "status":"success"; failures are counted and the first is printed.
+ * "status":"success"; failures are counted and the first is printed. The client is a minimal
+ * HTTP/1.1 one (one keep-alive connection per thread, Content-Length or chunked bodies): an
+ * HTTP library here would map its dependencies (TLS, Kerberos, LDAP: 30 shared libraries,
+ * 5.6 MiB) into every cairn-tool process, bench write's peak RSS included.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,8 +29,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
-#include <curl/curl.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tools/bench.h"
 #include "tsdb/tsdb.h"
@@ -344,6 +350,7 @@ static const bench_query_t QUERIES[] = {
 
 typedef struct query_load {
     const char *url;
+    char host[256], port[16]; /* from url: http://host:port */
     int64_t end_ms;
     int rounds;
     _Atomic int next; /* work item: round * 2 * count + query * 2 + (range?) */
@@ -354,17 +361,174 @@ typedef struct query_load {
     pthread_mutex_t lock;
 } query_load_t;
 
-static size_t discard_body(char *data, size_t size, size_t n, void *ctx)
+/* ---- a minimal HTTP/1.1 client ---------------------------------------------------------- */
+
+typedef struct http_conn {
+    const char *host, *port;
+    int fd;        /* -1: not connected */
+    buf_t in;      /* bytes received, not yet consumed */
+    size_t in_pos; /* consumed prefix of in */
+} http_conn_t;
+
+static int http_connect(http_conn_t *c)
 {
-    buf_append(ctx, data, size * n);
-    return size * n;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(c->host, c->port, &hints, &res) != 0)
+        return -1;
+    c->fd = -1;
+    for (struct addrinfo *ai = res; ai && c->fd < 0; ai = ai->ai_next) {
+        c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (c->fd >= 0 && connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            close(c->fd);
+            c->fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    buf_reset(&c->in);
+    c->in_pos = 0;
+    return c->fd < 0 ? -1 : 0;
+}
+
+/* Makes at least n unconsumed bytes available; -1 on EOF or error. */
+static int http_fill(http_conn_t *c, size_t n)
+{
+    while (c->in.len - c->in_pos < n) {
+        buf_reserve(&c->in, 65536);
+        ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1);
+        if (r <= 0)
+            return -1;
+        c->in.len += (size_t)r;
+    }
+    return 0;
+}
+
+/* Reads one CRLF-terminated line (without the CRLF) into line; -1 on EOF or a line too long. */
+static int http_line(http_conn_t *c, char *line, size_t size)
+{
+    for (;;) {
+        char *start = c->in.data + c->in_pos;
+        char *eol = memchr(start, '\n', c->in.len - c->in_pos);
+        if (eol) {
+            size_t n = (size_t)(eol - start);
+            if (n > 0 && start[n - 1] == '\r')
+                n--;
+            if (n >= size)
+                return -1;
+            memcpy(line, start, n);
+            line[n] = '\0';
+            c->in_pos += (size_t)(eol - start) + 1;
+            return 0;
+        }
+        if (http_fill(c, c->in.len - c->in_pos + 1) < 0)
+            return -1;
+    }
+}
+
+static int http_body_bytes(http_conn_t *c, size_t n, buf_t *body)
+{
+    if (http_fill(c, n) < 0)
+        return -1;
+    buf_append(body, c->in.data + c->in_pos, n);
+    c->in_pos += n;
+    return 0;
+}
+
+/* GET path on the connection (reconnecting once if the server closed it); the body in body.
+ * Returns the status code, or -1 with a message in err. */
+static int http_get(http_conn_t *c, const char *path, buf_t *body, const char **err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->fd < 0 && http_connect(c) < 0) {
+            *err = "cannot connect";
+            return -1;
+        }
+        if (c->in_pos == c->in.len) { /* compact between responses */
+            buf_reset(&c->in);
+            c->in_pos = 0;
+        }
+        char req[4096];
+        int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%s\r\n\r\n", path, c->host,
+                         c->port);
+        char line[8192];
+        if (n >= (int)sizeof(req) || write(c->fd, req, (size_t)n) != n ||
+            http_line(c, line, sizeof(line)) < 0) {
+            close(c->fd); /* a keep-alive connection the server closed: once more */
+            c->fd = -1;
+            continue;
+        }
+        int status = 0;
+        if (sscanf(line, "HTTP/1.%*d %d", &status) != 1) {
+            *err = "bad status line";
+            return -1;
+        }
+        long long length = -1;
+        bool chunked = false, close_after = false;
+        while (http_line(c, line, sizeof(line)) == 0 && line[0]) {
+            if (strncasecmp(line, "Content-Length:", 15) == 0)
+                length = atoll(line + 15);
+            else if (strncasecmp(line, "Transfer-Encoding:", 18) == 0 && strstr(line, "chunked"))
+                chunked = true;
+            else if (strncasecmp(line, "Connection:", 11) == 0 && strcasestr(line, "close"))
+                close_after = true;
+        }
+        buf_reset(body);
+        int rc = 0;
+        if (chunked) {
+            for (;;) {
+                unsigned long size;
+                if (http_line(c, line, sizeof(line)) < 0 || sscanf(line, "%lx", &size) != 1) {
+                    rc = -1;
+                    break;
+                }
+                if (size == 0) {
+                    while (http_line(c, line, sizeof(line)) == 0 && line[0]) /* trailers */
+                        ;
+                    break;
+                }
+                if (http_body_bytes(c, size, body) < 0 || http_line(c, line, sizeof(line)) < 0) {
+                    rc = -1;
+                    break;
+                }
+            }
+        } else if (length >= 0) {
+            rc = http_body_bytes(c, (size_t)length, body);
+        } else {
+            *err = "response without a length";
+            return -1;
+        }
+        buf_append(body, "", 0);
+        if (rc < 0) {
+            *err = "connection lost mid-response";
+            return -1;
+        }
+        if (close_after) {
+            close(c->fd);
+            c->fd = -1;
+        }
+        return status;
+    }
+    *err = "connection closed";
+    return -1;
+}
+
+/* Percent-encodes s for a query string. */
+static void url_escape(buf_t *out, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~')
+            buf_append_char(out, (char)ch);
+        else
+            buf_printf(out, "%%%02X", ch);
+    }
 }
 
 static void *query_worker(void *arg)
 {
     query_load_t *ld = arg;
-    CURL *curl = curl_easy_init();
-    buf_t body = BUF_INIT;
+    http_conn_t conn = {.host = ld->host, .port = ld->port, .fd = -1, .in = BUF_INIT};
+    buf_t body = BUF_INIT, path = BUF_INIT;
     int per_round = (int)CAIRN_ARRAY_LEN(QUERIES) * 2;
     for (;;) {
         int item = atomic_fetch_add(&ld->next, 1);
@@ -372,39 +536,34 @@ static void *query_worker(void *arg)
             break;
         const bench_query_t *q = &QUERIES[(item % per_round) / 2];
         bool range = item % 2;
-        char *escaped = curl_easy_escape(curl, q->expr, 0);
-        char url[2048];
         double end_s = (double)ld->end_ms / 1000;
+        buf_reset(&path);
+        buf_append_str(&path, range ? "/api/v1/query_range?query=" : "/api/v1/query?query=");
+        url_escape(&path, q->expr);
         if (range)
-            snprintf(url, sizeof(url), "%s/api/v1/query_range?query=%s&start=%.3f&end=%.3f&step=60",
-                     ld->url, escaped, end_s - 3600, end_s);
+            buf_printf(&path, "&start=%.3f&end=%.3f&step=60", end_s - 3600, end_s);
         else
-            snprintf(url, sizeof(url), "%s/api/v1/query?query=%s&time=%.3f", ld->url, escaped,
-                     end_s);
-        curl_free(escaped);
-        buf_reset(&body);
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+            buf_printf(&path, "&time=%.3f", end_s);
+        const char *err = NULL;
         double t0 = time_monotonic_seconds();
-        CURLcode rc = curl_easy_perform(curl);
+        int status = http_get(&conn, path.data, &body, &err);
         ld->latency[item] = time_monotonic_seconds() - t0;
         ld->bytes[item] = body.len;
-        long status = 0;
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        if (rc != CURLE_OK || status != 200 || !body.data ||
-            !strstr(body.data, "\"status\":\"success\"")) {
+        if (status != 200 || !body.data || !strstr(body.data, "\"status\":\"success\"")) {
             if (atomic_fetch_add(&ld->failures, 1) == 0) {
                 pthread_mutex_lock(&ld->lock);
                 snprintf(ld->first_failure, sizeof(ld->first_failure), "%s %s: %s%s%.300s", q->name,
-                         range ? "range" : "instant", rc != CURLE_OK ? curl_easy_strerror(rc) : "",
-                         rc != CURLE_OK ? " " : "", body.data ? body.data : "");
+                         range ? "range" : "instant", err ? err : "", err ? " " : "",
+                         body.data ? body.data : "");
                 pthread_mutex_unlock(&ld->lock);
             }
         }
     }
+    if (conn.fd >= 0)
+        close(conn.fd);
+    buf_free(&conn.in);
     buf_free(&body);
-    curl_easy_cleanup(curl);
+    buf_free(&path);
     return NULL;
 }
 
@@ -459,7 +618,10 @@ int bench_query_main(int argc, char **argv)
         print_query_usage(stderr);
         return 2;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (sscanf(ld.url, "http://%255[^:/]:%15[0-9]", ld.host, ld.port) != 2) {
+        fprintf(stderr, "cairn-tool: error: --url must be http://HOST:PORT\n");
+        return 2;
+    }
     pthread_mutex_init(&ld.lock, NULL);
     size_t per_round = CAIRN_ARRAY_LEN(QUERIES) * 2;
     int measured = ld.rounds;
@@ -512,6 +674,5 @@ int bench_query_main(int argc, char **argv)
     cairn_free(tids);
     cairn_free(ld.latency);
     cairn_free(ld.bytes);
-    curl_global_cleanup();
     return atomic_load(&ld.failures) ? 1 : 0;
 }
