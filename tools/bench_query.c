@@ -407,7 +407,7 @@ static int http_line(http_conn_t *c, char *line, size_t size)
 {
     for (;;) {
         char *start = c->in.data + c->in_pos;
-        char *eol = memchr(start, '\n', c->in.len - c->in_pos);
+        char *eol = c->in.len > c->in_pos ? memchr(start, '\n', c->in.len - c->in_pos) : NULL;
         if (eol) {
             size_t n = (size_t)(eol - start);
             if (n > 0 && start[n - 1] == '\r')
