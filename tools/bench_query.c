@@ -71,10 +71,26 @@ static double rng_uniform(void) /* [0, 1) */
     return (double)(rng_state >> 11) / 9007199254740992.0;
 }
 
-/* Strings live as long as the process: the data set is built once per run. */
+/* The data set's strings, freed together at the end (intern_free). */
+static char **interned;
+static size_t interned_count, interned_cap;
+
 static char *intern(const char *s)
 {
-    return cairn_strdup(s);
+    if (interned_count == interned_cap) {
+        interned_cap = interned_cap ? interned_cap * 2 : 1024;
+        interned = cairn_realloc(interned, interned_cap * sizeof(*interned));
+    }
+    return interned[interned_count++] = cairn_strdup(s);
+}
+
+static void intern_free(void)
+{
+    for (size_t i = 0; i < interned_count; i++)
+        cairn_free(interned[i]);
+    cairn_free(interned);
+    interned = NULL;
+    interned_count = interned_cap = 0;
 }
 
 static void series_add(data_series_t *s, const char *name, const char *instance, const char *job,
@@ -321,6 +337,8 @@ int bench_query_data_main(int argc, char **argv)
         printf("openmetrics: %s\n", om_path);
     }
     cairn_free(values);
+    cairn_free(all);
+    intern_free();
     return 0;
 }
 

@@ -136,6 +136,30 @@ void tsdb_matcher_free(tsdb_matcher_t *m)
 }
 
 static _Thread_local pcre2_match_data *match_data;
+/* Frees a thread's match data when the thread exits (query threads come and go with the HTTP
+ * server): the key's destructor gets the pointer the thread registered. */
+static pthread_key_t match_data_key;
+static pthread_once_t match_data_once = PTHREAD_ONCE_INIT;
+
+static void match_data_free(void *md)
+{
+    pcre2_match_data_free(md);
+}
+
+static void match_data_key_create(void)
+{
+    pthread_key_create(&match_data_key, match_data_free);
+}
+
+static pcre2_match_data *thread_match_data(void)
+{
+    if (!match_data) {
+        match_data = pcre2_match_data_create(1, NULL);
+        pthread_once(&match_data_once, match_data_key_create);
+        pthread_setspecific(match_data_key, match_data);
+    }
+    return match_data;
+}
 
 static bool regex_matches(const tsdb_matcher_t *m, const char *v)
 {
@@ -150,9 +174,7 @@ static bool regex_matches(const tsdb_matcher_t *m, const char *v)
         return false;
     case FAST_NONE: break;
     }
-    if (!match_data)
-        match_data = pcre2_match_data_create(1, NULL);
-    return pcre2_match(m->re, (PCRE2_SPTR)v, strlen(v), 0, 0, match_data, NULL) >= 0;
+    return pcre2_match(m->re, (PCRE2_SPTR)v, strlen(v), 0, 0, thread_match_data(), NULL) >= 0;
 }
 
 bool tsdb_matcher_matches(const tsdb_matcher_t *m, const char *value)
