@@ -73,20 +73,9 @@ typedef struct test_db {
 
 static char base_dir[200];
 
+#include "tests/test_util.h"
+
 /* ---- database ----------------------------------------------------------------------------- */
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int db_open(test_db_t *t, cairn_error_t *err)
 {

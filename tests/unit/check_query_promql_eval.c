@@ -28,13 +28,7 @@
 
 static char base_dir[64];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
+#include "tests/test_util.h"
 
 typedef struct fixture {
     char dir[128];
@@ -66,7 +60,7 @@ static void fixture_close(fixture_t *f)
 {
     promql_engine_free(f->engine);
     ck_assert_int_eq(tsdb_close(f->db), 0);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(f->dir);
 }
 
 /* Appends `name{k=v,...} v0 v0+step ...` every interval_ms from 0: labels as "k=v,k=v". */
@@ -567,6 +561,6 @@ int main(void)
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(base_dir);
     return failed == 0 ? 0 : 1;
 }

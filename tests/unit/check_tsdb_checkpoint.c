@@ -31,76 +31,14 @@
 
 static char base_dir[64];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
+#include "tests/unit/tsdb_test_util.h"
 
-static void rm_rf(const char *path)
+/* tdb_init with small, uncompressed WAL segments, so checkpoints come quickly. */
+static void tdb_init_small(testdb_t *t)
 {
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-typedef struct testdb {
-    char dir[128];
-    metric_registry_t *reg;
-    tsdb_t *db;
-    tsdb_open_options_t opts;
-} testdb_t;
-
-static void tdb_init(testdb_t *t)
-{
-    snprintf(t->dir, sizeof(t->dir), "%s/db-XXXXXX", base_dir);
-    ck_assert_ptr_nonnull(mkdtemp(t->dir));
-    tsdb_open_options_init(&t->opts, t->dir);
-    t->opts.head_window_ms = 100000 * HOUR_MS; /* the head's own truncation stays out */
+    tdb_init(t);
     t->opts.wal_segment_size = SEGMENT;
     t->opts.wal_compress = false;
-    t->opts.snapshot_on_close = false; /* the snapshot tests turn it on */
-    t->db = NULL;
-}
-
-static void tdb_open(testdb_t *t)
-{
-    cairn_error_t err = {{0}};
-    t->reg = metric_registry_new();
-    t->opts.path = t->dir;
-    t->opts.registry = t->reg;
-    t->db = tsdb_open(&t->opts, &err);
-    ck_assert_msg(t->db != NULL, "tsdb_open(%s) failed: %s", t->dir, err.message);
-}
-
-static void tdb_close(testdb_t *t)
-{
-    ck_assert_int_eq(tsdb_close(t->db), 0);
-    t->db = NULL;
-    metric_registry_free(t->reg);
-}
-
-static void tdb_reopen(testdb_t *t)
-{
-    tdb_close(t);
-    tdb_open(t);
-}
-
-static void tdb_destroy(testdb_t *t)
-{
-    if (t->db)
-        tdb_close(t);
-    rm_rf(t->dir);
 }
 
 /* Counts the segment files and the checkpoint directories in wal/; stores the newest
@@ -210,7 +148,7 @@ static void append_steps(tsdb_t *db, const char *name, int first, int count, int
 START_TEST(test_checkpoint_replaces_segments)
 {
     testdb_t t;
-    tdb_init(&t);
+    tdb_init_small(&t);
     tdb_open(&t);
     uint64_t rng = 42;
     int checkpoints_seen = 0;
@@ -262,7 +200,7 @@ END_TEST
 START_TEST(test_checkpoint_drops_truncated_series)
 {
     testdb_t t;
-    tdb_init(&t);
+    tdb_init_small(&t);
     tdb_open(&t);
     uint64_t rng = 7;
     /* "gone" series stop after 1h; "kept" series go on for 8h. */
@@ -309,7 +247,7 @@ static void write_file(const char *path, const char *content)
 START_TEST(test_checkpoint_leftovers_ignored)
 {
     testdb_t t;
-    tdb_init(&t);
+    tdb_init_small(&t);
     tdb_open(&t);
     uint64_t rng = 99;
     append_steps(t.db, "cp_metric", 0, 200, 0, 1000, &rng);
@@ -367,7 +305,7 @@ static void *truncate_main(void *arg)
 START_TEST(test_checkpoint_keeps_sample_of_truncated_series)
 {
     testdb_t t;
-    tdb_init(&t);
+    tdb_init_small(&t);
     tdb_open(&t);
     uint64_t rng = 5;
     /* The lone series has one sample at T0; the others go on for 4h. */
@@ -427,8 +365,8 @@ END_TEST
 START_TEST(test_snapshot_restart)
 {
     testdb_t a, b;
-    tdb_init(&a);
-    tdb_init(&b);
+    tdb_init_small(&a);
+    tdb_init_small(&b);
     b.opts.snapshot_on_close = true;
     tdb_open(&a);
     tdb_open(&b);

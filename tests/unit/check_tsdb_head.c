@@ -45,18 +45,7 @@
 
 static char base_dir[64];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+#include "tests/unit/tsdb_test_util.h"
 
 static uint64_t bits_of(double v)
 {
@@ -72,65 +61,9 @@ static double from_bits(uint64_t b)
     return v;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64* */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 static uint64_t rng_below(uint64_t *s, uint64_t n)
 {
     return rng_next(s) % n;
-}
-
-typedef struct testdb {
-    char dir[128];
-    metric_registry_t *reg;
-    tsdb_t *db;
-    tsdb_open_options_t opts;
-} testdb_t;
-
-/* Makes a fresh directory and default options (head window far beyond any test's data). */
-static void tdb_init(testdb_t *t)
-{
-    snprintf(t->dir, sizeof(t->dir), "%s/db-XXXXXX", base_dir);
-    ck_assert_ptr_nonnull(mkdtemp(t->dir));
-    tsdb_open_options_init(&t->opts, t->dir);
-    t->opts.head_window_ms = 100000 * HOUR_MS;
-    t->opts.snapshot_on_close =
-        false; /* restarts replay the WAL (snapshots: check_tsdb_checkpoint) */
-    t->reg = NULL;
-    t->db = NULL;
-}
-
-static void tdb_open(testdb_t *t)
-{
-    cairn_error_t err = {{0}};
-    t->reg = metric_registry_new();
-    t->opts.path = t->dir;
-    t->opts.registry = t->reg;
-    t->db = tsdb_open(&t->opts, &err);
-    ck_assert_msg(t->db != NULL, "tsdb_open(%s) failed: %s", t->dir, err.message);
-}
-
-static void tdb_close(testdb_t *t)
-{
-    ck_assert_int_eq(tsdb_close(t->db), 0);
-    t->db = NULL;
-    metric_registry_free(t->reg);
-    t->reg = NULL;
-}
-
-static void tdb_destroy(testdb_t *t)
-{
-    if (t->db)
-        tdb_close(t);
-    rm_rf(t->dir);
 }
 
 static tsdb_stats_t stats_of(tsdb_t *db)
