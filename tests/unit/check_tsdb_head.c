@@ -2621,6 +2621,22 @@ static void map_labels(int k, char *inst, size_t size, tsdb_label_t *ls, size_t 
     *n = 4;
 }
 
+/* Looks up (or creates) series k of map_labels, taking a new reference from refs (NULL: the
+ * map's). */
+static tsdb_series_t *map_get(series_map_t *map, int k, ref_block_t *refs, bool *created)
+{
+    char inst[32];
+    tsdb_label_t ls[4], sorted[4];
+    size_t ln;
+    map_labels(k, inst, sizeof(inst), ls, &ln);
+    label_input_t in;
+    cairn_error_t err;
+    tsdb_limits_t limits = {0};
+    ck_assert_int_eq(labels_prepare(ls, ln, &limits, sorted, &in, &err), TSDB_REJECT_NONE);
+    in.refs = refs;
+    return series_map_get_or_create(map, &in, created);
+}
+
 static void *map_main(void *arg)
 {
     map_thread_t *c = arg;
@@ -2760,19 +2776,10 @@ START_TEST(test_series_map_concurrent)
     cairn_free(refs);
     /* Re-create them through two blocks taken in turn, as two appenders would: every list
      * takes references out of order (each block starts above every reference so far). */
-    tsdb_limits_t limits = {0};
     ref_block_t blocks[2] = {{0}};
     for (int k = 0; k < MAP_SETS; k += 3) {
-        char inst[32];
-        tsdb_label_t ls[4], sorted[4];
-        size_t ln;
-        map_labels(k, inst, sizeof(inst), ls, &ln);
-        label_input_t in;
-        cairn_error_t err;
-        ck_assert_int_eq(labels_prepare(ls, ln, &limits, sorted, &in, &err), TSDB_REJECT_NONE);
-        in.refs = &blocks[k % 2];
         bool was_created = false;
-        tsdb_series_t *s = series_map_get_or_create(map, &in, &was_created);
+        tsdb_series_t *s = map_get(map, k, &blocks[k % 2], &was_created);
         ck_assert(was_created);
         ck_assert_uint_gt(s->ref, max_ref);
         th[0].got[k] = s;
@@ -2787,15 +2794,8 @@ START_TEST(test_series_map_concurrent)
     cairn_free(refs);
     /* The others are still found by labels as the same objects. */
     for (int k = 1; k < MAP_SETS; k += 3) {
-        char inst[32];
-        tsdb_label_t ls[4], sorted[4];
-        size_t ln;
-        map_labels(k, inst, sizeof(inst), ls, &ln);
-        label_input_t in;
-        cairn_error_t err;
-        labels_prepare(ls, ln, &limits, sorted, &in, &err);
         bool was_created = true;
-        ck_assert_ptr_eq(series_map_get_or_create(map, &in, &was_created), th[0].got[k]);
+        ck_assert_ptr_eq(map_get(map, k, NULL, &was_created), th[0].got[k]);
         ck_assert(!was_created);
     }
     /* Unlink until {job="b"} is compacted while it still has its unsorted tail (it has not
